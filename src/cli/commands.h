@@ -1,0 +1,8 @@
+/* Subcommand entry points: each returns the process exit status. */
+#ifndef TUNE_CLI_COMMANDS_H
+#define TUNE_CLI_COMMANDS_H
+
+int cmd_plan(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#endif

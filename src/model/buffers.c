@@ -1,0 +1,268 @@
+/* Buffer tables of the Llama family (Llama, Mistral, Qwen2) and gpt-oss. The
+ * two share attention and differ in the MLP, so one walk over the layer's
+ * linears (layout.c) covers both. Sizes: T = micro_batch * seq tokens, C hidden,
+ * H/KV heads, D head_dim, I intermediate, E experts, K experts per token,
+ * V vocab, r LoRA rank. Activations are stored in the compute dtype (bf16
+ * unless the base is fp16 or fp32); statistics, LoRA tensors, gradients and
+ * optimizer states in fp32. */
+#include "model/buffers.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "model/layout.h"
+
+struct ctx {
+    struct mem_plan *plan;
+    const struct model_spec *s;
+    const struct run_config *rc;
+    enum dtype wd;    /* dtype of unquantized weights */
+    enum dtype ad;    /* dtype of activations */
+    int64_t T;        /* tokens per micro-batch */
+    int64_t trained_layers;
+};
+
+/* A trained tensor brings its fp32 value (LoRA factor or master weight), its
+ * gradient and its optimizer states. */
+static void declare_trained(struct ctx *c, const char *name, int64_t elems, int64_t count,
+                            enum plan_place place)
+{
+    struct mem_plan *p = c->plan;
+    plan_add(p, PLAN_TRAINABLE, DTYPE_F32, elems, count, place, "%s", name);
+    plan_add(p, PLAN_GRADS, DTYPE_F32, elems, count, place, "%s.grad", name);
+    switch (c->rc->optimizer) {
+    case OPTIMIZER_ADAMW:
+        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, elems, count, place, "%s.exp_avg", name);
+        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, elems, count, place, "%s.exp_avg_sq", name);
+        break;
+    case OPTIMIZER_ADAMW_8BIT: /* bitsandbytes-style blockwise states, 256-value blocks */
+        plan_add(p, PLAN_OPTIMIZER, DTYPE_U8, 2 * elems, count, place, "%s.adam_states_8bit", name);
+        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, 2 * ((elems + 255) / 256), count, place,
+                 "%s.adam_absmax", name);
+        break;
+    case OPTIMIZER_SGD:
+    case OPTIMIZER_COUNT:
+        break;
+    }
+    p->trainable_params += elems * count;
+}
+
+/* A frozen or base weight matrix (stack x out x in), stored in the run's base
+ * format: MXFP4 blocks + E8M0 scales per 32 values for gpt-oss experts, NF4 +
+ * absmax per 64 values under QLoRA, else the weight dtype. */
+static void declare_weight(struct ctx *c, const char *name, int64_t elems, bool expert, int64_t count,
+                           enum plan_place place)
+{
+    struct mem_plan *p = c->plan;
+    enum dtype base = c->rc->base_dtype;
+    if (expert && base == DTYPE_MXFP4) {
+        plan_add(p, PLAN_WEIGHTS, DTYPE_MXFP4, elems, count, place, "%s_blocks", name);
+        plan_add(p, PLAN_WEIGHTS, DTYPE_U8, elems / 32, count, place, "%s_scales", name);
+    } else if (base == DTYPE_NF4) {
+        plan_add(p, PLAN_WEIGHTS, DTYPE_NF4, elems, count, place, "%s.nf4", name);
+        if (c->rc->double_quant) {
+            plan_add(p, PLAN_WEIGHTS, DTYPE_U8, elems / 64, count, place, "%s.absmax_u8", name);
+            plan_add(p, PLAN_WEIGHTS, DTYPE_F32, elems / 64 / 256 + 1, count, place, "%s.absmax_scale", name);
+        } else {
+            plan_add(p, PLAN_WEIGHTS, DTYPE_F32, elems / 64, count, place, "%s.absmax", name);
+        }
+    } else {
+        plan_add(p, PLAN_WEIGHTS, c->wd, elems, count, place, "%s", name);
+    }
+}
+
+static bool full_trains(const struct ctx *c, int64_t layer, const char *target)
+{
+    return c->rc->method == METHOD_FULL && run_layer_targeted(c->rc, layer, target);
+}
+
+/* Whether the whole model (embeddings, norms) is trained, not chosen linears. */
+static bool full_all(const struct ctx *c)
+{
+    return c->rc->method == METHOD_FULL && c->rc->targets == 0 && c->rc->all_layers;
+}
+
+static void declare_parameters(struct ctx *c)
+{
+    const struct model_spec *s = c->s;
+    const struct run_config *rc = c->rc;
+    struct linear_shape lin[LAYOUT_MAX_LINEARS];
+    int n = layout_layer_linears(s, lin);
+    int64_t L = s->layers, C = s->hidden;
+    char name[96];
+
+    plan_add(c->plan, PLAN_WEIGHTS, c->wd, s->vocab * C, 1, PLAN_PLACE_FIRST, "embed_tokens.weight");
+    if (full_all(c))
+        declare_trained(c, "embed_tokens.weight.master", s->vocab * C, 1, PLAN_PLACE_FIRST);
+
+    for (int i = 0; i < n; i++) {
+        const struct linear_shape *l = &lin[i];
+        int64_t elems = l->stack * l->in * l->out;
+        bool expert = l->component == COMPONENT_EXPERTS;
+        snprintf(name, sizeof name, "layers.*.%s.weight", l->module);
+        declare_weight(c, name, elems, expert, L, PLAN_PLACE_LAYER);
+        if (l->bias) {
+            snprintf(name, sizeof name, "layers.*.%s.bias", l->module);
+            plan_add(c->plan, PLAN_WEIGHTS, c->wd, l->stack * l->out, L, PLAN_PLACE_LAYER, "%s", name);
+        }
+        int64_t trained = 0;
+        for (int64_t layer = 0; layer < L; layer++)
+            trained += run_layer_targeted(rc, layer, l->target);
+        if (!trained)
+            continue;
+        if (rc->method == METHOD_FULL) {
+            snprintf(name, sizeof name, "layers.*.%s.weight.master", l->module);
+            declare_trained(c, name, elems + (l->bias ? l->stack * l->out : 0), trained, PLAN_PLACE_LAYER);
+        } else {
+            snprintf(name, sizeof name, "layers.*.%s.lora_A", l->module);
+            declare_trained(c, name, l->stack * rc->lora_r * l->in, trained, PLAN_PLACE_LAYER);
+            snprintf(name, sizeof name, "layers.*.%s.lora_B", l->module);
+            declare_trained(c, name, l->stack * l->out * rc->lora_r, trained, PLAN_PLACE_LAYER);
+        }
+    }
+    int64_t norm_elems = 2 * C + (s->attention_sinks ? s->heads : 0);
+    plan_add(c->plan, PLAN_WEIGHTS, c->wd, 2 * C, L, PLAN_PLACE_LAYER, "layers.*.{input,post_attention}_layernorm.weight");
+    if (s->attention_sinks)
+        plan_add(c->plan, PLAN_WEIGHTS, c->wd, s->heads, L, PLAN_PLACE_LAYER, "layers.*.self_attn.sinks");
+    if (full_all(c))
+        declare_trained(c, "layers.*.norms_and_sinks.master", norm_elems, L, PLAN_PLACE_LAYER);
+
+    plan_add(c->plan, PLAN_WEIGHTS, c->wd, C, 1, PLAN_PLACE_LAST, "norm.weight");
+    if (full_all(c))
+        declare_trained(c, "norm.weight.master", C, 1, PLAN_PLACE_LAST);
+    if (!s->tie_embeddings)
+        plan_add(c->plan, PLAN_WEIGHTS, c->wd, s->vocab * C, 1, PLAN_PLACE_LAST, "lm_head.weight");
+    if (full_all(c) || full_trains(c, 0, "lm_head")) {
+        if (!s->tie_embeddings)
+            declare_trained(c, "lm_head.weight.master", s->vocab * C, 1, PLAN_PLACE_LAST);
+    } else if (rc->method != METHOD_FULL && rc->targets & 1u << TARGET_LM_HEAD) {
+        declare_trained(c, "lm_head.lora_A", rc->lora_r * C, 1, PLAN_PLACE_LAST);
+        declare_trained(c, "lm_head.lora_B", s->vocab * rc->lora_r, 1, PLAN_PLACE_LAST);
+    }
+}
+
+/* Whether any layer trains (LoRA or full) the linear named target. */
+static bool any_trained(const struct ctx *c, const char *target)
+{
+    for (int64_t layer = 0; layer < c->s->layers; layer++)
+        if (run_layer_targeted(c->rc, layer, target))
+            return true;
+    return false;
+}
+
+/* What backward needs of one layer, except its input (the checkpoint).
+ * Declared `count` times under `prefix` ("layers.*" or "recompute"). A matmul's
+ * input is kept only when its weight or LoRA factors get a gradient. */
+static void declare_layer_saved(struct ctx *c, const char *prefix, int64_t count, enum plan_place place)
+{
+    const struct model_spec *s = c->s;
+    struct mem_plan *p = c->plan;
+    int64_t T = c->T, C = s->hidden, I = s->intermediate, K = s->experts_per_token;
+    int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    int64_t rows_mlp = s->experts ? T * K : T; /* expert rows after routing */
+    bool moe = s->experts > 0;
+
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, count, place, "%s.input_layernorm.rstd", prefix);
+    if (any_trained(c, "q") || any_trained(c, "k") || any_trained(c, "v"))
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, count, place, "%s.input_layernorm.out", prefix);
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * (q + 2 * kv), count, place, "%s.self_attn.qkv_rope", prefix);
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * q, count, place, "%s.self_attn.out", prefix);
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T * s->heads, count, place, "%s.self_attn.lse", prefix);
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, count, place, "%s.residual_mid", prefix);
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, count, place, "%s.post_attention_layernorm.rstd", prefix);
+    bool mlp_in = moe ? any_trained(c, "router") || any_trained(c, "gate_up")
+                      : any_trained(c, "gate") || any_trained(c, "up");
+    if (mlp_in)
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, count, place, "%s.post_attention_layernorm.out", prefix);
+    if (moe) {
+        plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, T * K, count, place, "%s.mlp.router.topk_index", prefix);
+        plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T * K, count, place, "%s.mlp.router.topk_weight", prefix);
+        plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, T * K + s->experts + 1, count, place,
+                 "%s.mlp.experts.permutation_and_offsets", prefix);
+        if (any_trained(c, "gate_up"))
+            plan_add(p, PLAN_ACTIVATIONS, c->ad, T * K * C, count, place, "%s.mlp.experts.input_permuted", prefix);
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * K * 2 * I, count, place, "%s.mlp.experts.gate_up_out", prefix);
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * K * C, count, place, "%s.mlp.experts.out", prefix);
+    } else {
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * 2 * I, count, place, "%s.mlp.gate_up_out", prefix);
+    }
+    if (any_trained(c, "down"))
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, rows_mlp * I, count, place, "%s.mlp.act", prefix);
+    if (c->rc->method != METHOD_FULL) {
+        struct linear_shape lin[LAYOUT_MAX_LINEARS];
+        int n = layout_layer_linears(s, lin);
+        for (int i = 0; i < n; i++)
+            if (any_trained(c, lin[i].target))
+                plan_add(p, PLAN_ACTIVATIONS, c->ad,
+                         (lin[i].component == COMPONENT_EXPERTS ? T * K : T) * c->rc->lora_r, count,
+                         place, "%s.%s.lora_xa", prefix, lin[i].module);
+    }
+}
+
+static void declare_activations(struct ctx *c)
+{
+    const struct model_spec *s = c->s;
+    struct mem_plan *p = c->plan;
+    int64_t T = c->T, C = s->hidden;
+
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + c->rc->micro_batch + 1, 1, PLAN_PLACE_EVERY_RANK,
+             "batch.{input_ids,labels,positions,loss_weight,seq_starts}");
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, s->layers, PLAN_PLACE_LAYER, "layers.*.input");
+    if (c->rc->grad_ckpt == GRAD_CKPT_FULL)
+        declare_layer_saved(c, "recompute", 1, PLAN_PLACE_EVERY_RANK);
+    else
+        declare_layer_saved(c, "layers.*", s->layers, PLAN_PLACE_LAYER);
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 1, PLAN_PLACE_LAST, "norm.input");
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, 1, PLAN_PLACE_LAST, "norm.rstd");
+    plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 1, PLAN_PLACE_LAST, "norm.out");
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, 2 * T, 1, PLAN_PLACE_LAST, "loss.{lse,target_logit}");
+}
+
+/* Temporaries of one layer's forward and backward, reused by every layer. */
+static void declare_scratch(struct ctx *c)
+{
+    const struct model_spec *s = c->s;
+    struct mem_plan *p = c->plan;
+    int64_t T = c->T, C = s->hidden, I = s->intermediate;
+    int64_t rows = s->experts ? T * s->experts_per_token : T;
+    int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    int64_t chunk = s->vocab < BUFFERS_CE_VOCAB_CHUNK ? s->vocab : BUFFERS_CE_VOCAB_CHUNK;
+
+    plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * C, 1, PLAN_PLACE_EVERY_RANK, "grad.residual");
+    plan_add(p, PLAN_SCRATCH, c->ad, T * C, 1, PLAN_PLACE_EVERY_RANK, "grad.normed");
+    plan_add(p, PLAN_SCRATCH, c->ad, T * C, 1, PLAN_PLACE_EVERY_RANK, "forward.normed");
+    plan_add(p, PLAN_SCRATCH, c->ad, T * (q + 2 * kv), 1, PLAN_PLACE_EVERY_RANK, "grad.qkv");
+    plan_add(p, PLAN_SCRATCH, c->ad, T * q, 1, PLAN_PLACE_EVERY_RANK, "grad.attn_out");
+    plan_add(p, PLAN_SCRATCH, c->ad, rows * 2 * I, 1, PLAN_PLACE_EVERY_RANK, "grad.gate_up");
+    plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "forward_and_grad.act");
+    if (s->experts) {
+        plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * s->experts, 1, PLAN_PLACE_EVERY_RANK, "router.logits");
+        plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");
+        plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
+    }
+    if (c->rc->method != METHOD_FULL)
+        plan_add(p, PLAN_SCRATCH, DTYPE_F32, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");
+    plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * chunk, 1, PLAN_PLACE_LAST, "loss.logits_chunk");
+    if (c->rc->base_dtype == DTYPE_NF4) {
+        /* The largest base matrix, dequantized for its GEMM. */
+        struct linear_shape lin[LAYOUT_MAX_LINEARS];
+        int n = layout_layer_linears(s, lin);
+        int64_t largest = 0;
+        for (int i = 0; i < n; i++)
+            largest = lin[i].in * lin[i].out > largest ? lin[i].in * lin[i].out : largest;
+        plan_add(p, PLAN_SCRATCH, DTYPE_BF16, largest, 1, PLAN_PLACE_EVERY_RANK, "nf4.dequantized_matrix");
+    }
+}
+
+void buffers_declare(struct mem_plan *plan, const struct model_spec *spec, const struct run_config *rc)
+{
+    struct ctx c = {
+        .plan = plan, .s = spec, .rc = rc,
+        .wd = rc->base_dtype == DTYPE_F32 ? DTYPE_F32 : rc->base_dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16,
+        .T = rc->micro_batch * rc->seq,
+    };
+    c.ad = c.wd;
+    declare_parameters(&c);
+    declare_activations(&c);
+    declare_scratch(&c);
+}

@@ -1,0 +1,101 @@
+#!/bin/sh
+# End-to-end checks of the tune program: exit codes, one-line errors that name
+# the problem, and the outputs of tune plan / tune inspect. Run by `make test`
+# with TUNE set to the binary. Needs python3 (stdlib only) to parse --json.
+set -u
+TUNE=${TUNE:-build/tune}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+checks=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect CODE NEEDLE -- ARGS...: exit status CODE, and NEEDLE in the output
+# (stderr for errors, where it must be exactly one line).
+expect() {
+    code=$1 needle=$2
+    shift 3
+    checks=$((checks + 1))
+    "$TUNE" "$@" >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ "$got" -ne "$code" ]; then
+        fail "tune $* exited $got, want $code: $(cat "$tmp/err")"
+        return
+    fi
+    if [ "$code" -eq 0 ] || [ "$code" -eq 3 ]; then
+        grep -qF -- "$needle" "$tmp/out" || fail "tune $*: output lacks '$needle'"
+    else
+        [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "tune $*: error is not one line: $(cat "$tmp/err")"
+        grep -qF -- "$needle" "$tmp/err" || fail "tune $*: error lacks '$needle': $(cat "$tmp/err")"
+    fi
+}
+
+cfg=tests/fixtures/configs
+# Bad input: one clear line and a non-zero exit.
+expect 2 "no-such-model" -- plan --model no-such-model
+expect 2 "malformed/config.json: invalid JSON" -- plan --model $cfg/malformed
+expect 2 "unknown architecture 'MambaForCausalLM'" -- plan --model $cfg/unknown-arch
+expect 2 "hidden_size" -- plan --model $cfg/negative
+expect 2 "num_hidden_layers" -- plan --model $cfg/absurd
+expect 2 "--seq: -5 is out of range" -- plan --model llama-3.1-8b --seq -5
+expect 2 "--seq: '2k' is not an integer" -- plan --model llama-3.1-8b --seq 2k
+expect 2 "--seq: 0 is out of range" -- plan --model llama-3.1-8b --seq 0
+expect 2 "--params: '0' must be at least 1" -- plan --params 0
+expect 2 "--params: '1e20' is absurdly large" -- plan --params 1e20
+expect 2 "--params: 'seven' is not a count" -- plan --params seven
+expect 2 "unknown GPU 'h900'" -- plan --model llama-3.1-8b --gpu h900
+expect 2 "unknown option '--sequence'" -- plan --model llama-3.1-8b --sequence 5
+expect 2 "'gate_up' is not a target" -- plan --model llama-3.1-8b --targets q,gate_up
+expect 2 "--zero 2 shards over GPUs" -- plan --model llama-3.1-8b --zero 2
+expect 2 "--find needs --gpu" -- plan --model llama-3.1-8b --find
+expect 2 "exactly one of --model or --params" -- plan
+expect 1 "no-such-model" -- inspect no-such-model
+expect 2 "unknown command 'fly'" -- fly
+
+# Help for every subcommand.
+expect 0 "usage: tune plan" -- plan --help
+expect 0 "usage: tune inspect" -- inspect --help
+expect 0 "commands:" -- --help
+
+# Issue 3's verdicts.
+expect 0 "fits       yes" -- plan --model gpt-oss-120b --method lora --gpu h100-80
+expect 3 "fits       NO" -- plan --model gpt-oss-120b --method lora --gpu h100-80 --base-dtype bf16
+expect 0 "116,829,156,672" -- inspect gpt-oss-120b
+expect 0 "6,738,415,616" -- inspect llama-2-7b
+expect 0 "ZeRO-1 38.50, ZeRO-2 26.25, ZeRO-3 14.00 GB" -- plan --params 7B --method full --gpus 8 --zero 1 --explain
+expect 0 "17.5 GB per GPU" -- plan --params 70B --method full --gpus 8 --zero 3 --explain
+expect 0 "= 146.4 GB" -- plan --params 70B --method full --gpus 8 --zero 3 --grad-ckpt full --explain
+expect 0 "micro-batch" -- plan --model llama-3.1-8b --method qlora --gpu rtx4090-24 --find
+expect 0 "p5.48xlarge                 8x h100-80       ZeRO-1" -- plan --model llama-3.1-8b --method full --instances
+expect 0 "none of the" -- plan --model llama-3.1-70b --method full --instances
+
+# --json: one object of the documented shape.
+checks=$((checks + 1))
+if "$TUNE" plan --model gpt-oss-120b --method lora --r 8 --alpha 32 --targets q,k,v,o --seq 512 \
+    --micro-batch 3 --gpus 2 --zero 2 --gpu h200-141 --json >"$tmp/plan.json"; then
+    python3 - "$tmp/plan.json" <<'PY' || fail "--json shape"
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert p["model"]["params"] == 116829156672, p["model"]
+assert p["model"]["trainable_params"] == 36 * 8 * (6976 + 3392 + 3392 + 6976)
+cats = ["weights", "trainable", "grads", "optimizer", "activations", "scratch", "workspace"]
+assert sum(p["per_gpu"][c] for c in cats) == p["per_gpu"]["total"]
+assert p["gpu"]["name"] == "h200-141" and p["gpu"]["usable_bytes"] > 0 and p["fits"] is True
+names = {e["name"] for e in p["estimates"]}
+assert names == {"rule-of-thumb", "seed-worksheet", "zero-formula", "deepspeed", "transformers-peft"}, names
+assert sum(b["bytes"] for b in p["buffers"] if not b["on_host"]) == p["per_gpu"]["total"]
+PY
+else
+    fail "tune plan --json exited non-zero"
+fi
+
+# --svg: a well-formed SVG file.
+checks=$((checks + 1))
+"$TUNE" plan --model llama-3.1-8b --gpu h100-80 --svg "$tmp/plan.svg" >/dev/null &&
+    python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/plan.svg" ||
+    fail "--svg did not write a well-formed SVG"
+expect 1 "--svg /nonexistent/dir/x.svg: cannot write" -- plan --model llama-3.1-8b --svg /nonexistent/dir/x.svg
+
+echo "cli_test: $checks checks, $failures failed"
+[ "$failures" -eq 0 ]
