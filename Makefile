@@ -5,7 +5,8 @@ CC      ?= cc
 NVCC    ?= nvcc
 BUILD   ?= build
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
-WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+# Messages and names are cut to their fixed buffers on purpose: no truncation warnings.
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -Isrc -MMD -MP
 LDLIBS  += -lcjson -lpcre2-8 -lm
