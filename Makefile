@@ -72,11 +72,11 @@ test: $(TESTS) $(BUILD)/tune
 demo: $(BUILD)/tune
 	sh tools/demo.sh $(BUILD)/tune
 
-CUDA_SRC := $(wildcard src/backend/cuda/*.cu)
+# CUDA parts: for now the probe that measures the CUDA context (tools/cuda/).
 cuda:
 	@command -v $(NVCC) >/dev/null || { echo "make cuda: nvcc not found on PATH"; exit 1; }
 	@mkdir -p $(BUILD)/cuda
-	$(NVCC) -O2 -arch=sm_90a -Isrc -o $(BUILD)/cuda/device_memory $(CUDA_SRC)
+	$(NVCC) -O2 -arch=sm_90a -o $(BUILD)/cuda/context_memory tools/cuda/context_memory.cu -lcublasLt
 
 clean:
 	rm -rf build build-san

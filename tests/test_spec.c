@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "io/json.h"
 #include "model/layout.h"
 #include "model/spec.h"
 
@@ -174,6 +175,45 @@ static void test_generic_shapes(void **state)
     assert_non_null(strstr(err.msg, "--params"));
 }
 
+/* A short deterministic fuzz of the config parser: truncations and byte
+ * changes of every preset's config.json either parse to a valid spec or fail
+ * with a message; under `make SAN=1 test` any memory error aborts. */
+static void test_config_mutations(void **state)
+{
+    (void)state;
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    char buf[8192];
+    for (int p = 0; p < spec_preset_count(); p++) {
+        const char *text = spec_preset_config(spec_preset_name(p));
+        size_t len = strlen(text);
+        assert_true(len < sizeof buf);
+        for (int round = 0; round < 400; round++) {
+            memcpy(buf, text, len + 1);
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            if (round % 4 == 0) {
+                buf[rng % len] = 0; /* truncation */
+            } else {
+                for (int k = 0; k < 1 + round % 3; k++) {
+                    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                    buf[rng % len] = "0123456789-.e\"{}[],:x "[(rng >> 32) % 23];
+                }
+            }
+            tune_err err = {{0}};
+            cJSON *root = json_parse_text(buf, "fuzz", &err);
+            if (!root) {
+                assert_true(err.msg[0] != 0);
+                continue;
+            }
+            struct model_spec s;
+            if (spec_from_json(&s, root, "fuzz", &err) == 0)
+                assert_true(s.layers >= 1 && s.layers <= SPEC_MAX_LAYERS && s.hidden >= 1 && s.heads >= 1);
+            else
+                assert_true(err.msg[0] != 0);
+            cJSON_Delete(root);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,7 +221,7 @@ int main(void)
         cmocka_unit_test(test_every_preset_parses), cmocka_unit_test(test_gpt_oss_spec),
         cmocka_unit_test(test_llama3_rope_and_tying), cmocka_unit_test(test_folder_v5_config),
         cmocka_unit_test(test_folder_qwen2),       cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_generic_shapes),
+        cmocka_unit_test(test_generic_shapes),     cmocka_unit_test(test_config_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

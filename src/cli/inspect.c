@@ -1,6 +1,8 @@
 /* tune inspect MODEL: the spec of a preset or model folder and its parameter
  * count per component, counted as transformers counts them. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/units.h"
@@ -11,6 +13,7 @@
 
 static const struct cli_opt inspect_opts[] = {
     {"", NULL, "MODEL: a preset name or a Hugging Face model folder"},
+    {"--config", NULL, "print the preset's config.json instead (to start a model folder from)"},
     {"--help", NULL, "show this help"},
 };
 #define N_OPTS ((int)(sizeof inspect_opts / sizeof inspect_opts[0]))
@@ -81,11 +84,14 @@ int cmd_inspect(int argc, char **argv)
 {
     struct cli_args a = {argc, 0, argv};
     const char *model = NULL, *value;
+    bool config = false;
     tune_err err;
     int i;
     while ((i = cli_next(&a, inspect_opts, N_OPTS, &value, &err)) >= 0) {
         if (i == 0)
             model = value;
+        else if (i == 1)
+            config = true;
         else {
             cli_print_help(stdout, "tune inspect MODEL", "Prints the spec of a preset or a model folder "
                            "(its config.json) and its parameters per component.", inspect_opts, N_OPTS);
@@ -101,6 +107,19 @@ int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "tune inspect: name a model (a preset or a folder)\n");
         print_presets(stderr);
         return 2;
+    }
+    if (config) {
+        const char *text = spec_preset_config(model);
+        if (!text) {
+            fprintf(stderr, "tune inspect: --config: '%s' is not a preset\n", model);
+            return 1;
+        }
+        cJSON *root = cJSON_Parse(text);
+        char *pretty = root ? cJSON_Print(root) : NULL;
+        printf("%s\n", pretty ? pretty : text);
+        free(pretty);
+        cJSON_Delete(root);
+        return 0;
     }
     struct model_spec spec;
     if (spec_resolve(&spec, model, &err)) {
