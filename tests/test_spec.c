@@ -175,6 +175,40 @@ static void test_generic_shapes(void **state)
     assert_non_null(strstr(err.msg, "--params"));
 }
 
+/* Every preset, component by component, against transformers' own count of
+ * the model built from the same config.json (tools/ref/param_counts.py). */
+static void test_counts_match_transformers(void **state)
+{
+    (void)state;
+    tune_err err = {{0}};
+    cJSON *ref = json_load_file("tests/fixtures/param_counts.json", 1 << 20, &err);
+    if (!ref)
+        fail_msg("%s", err.msg);
+    for (int p = 0; p < spec_preset_count(); p++) {
+        const char *name = spec_preset_name(p);
+        const cJSON *entry = cJSON_GetObjectItemCaseSensitive(ref, name);
+        if (!entry)
+            fail_msg("fixture lacks %s", name);
+        struct model_spec s;
+        assert_int_equal(spec_resolve(&s, name, &err), 0);
+        struct param_counts pc;
+        layout_count_params(&s, &pc);
+        int64_t want = 0;
+        assert_int_equal(json_get_int(entry, "total", true, 1, INT64_MAX / 2, &want, &err), 0);
+        assert_int_equal(pc.total, want);
+        const cJSON *comps = cJSON_GetObjectItemCaseSensitive(entry, "components");
+        for (int c = 0; c < COMPONENT_COUNT; c++) {
+            want = 0;
+            assert_int_equal(json_get_int(comps, layout_component_name((enum component)c), false, 0,
+                                          INT64_MAX / 2, &want, &err), 0);
+            if (pc.component[c] != want)
+                fail_msg("%s %s: tune %lld, transformers %lld", name, layout_component_name((enum component)c),
+                         (long long)pc.component[c], (long long)want);
+        }
+    }
+    cJSON_Delete(ref);
+}
+
 /* A short deterministic fuzz of the config parser: truncations and byte
  * changes of every preset's config.json either parse to a valid spec or fail
  * with a message; under `make SAN=1 test` any memory error aborts. */
@@ -222,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_llama3_rope_and_tying), cmocka_unit_test(test_folder_v5_config),
         cmocka_unit_test(test_folder_qwen2),       cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_generic_shapes),     cmocka_unit_test(test_config_mutations),
+        cmocka_unit_test(test_counts_match_transformers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -226,7 +226,7 @@ static void fit_instances(struct plan_report *r)
     for (int i = 1; i < r->n_instances; i++) /* insertion sort: a few dozen entries */
         for (int j = i; j > 0; j--) {
             const struct instance_fit *a = &r->instances[j - 1], *b = &r->instances[j];
-            int64_t ma = hw_gpu_lookup(a->instance->gpu)->total_mib, mb = hw_gpu_lookup(b->instance->gpu)->total_mib;
+            int64_t ma = hw_gpu_lookup(a->instance->gpu)->smi_mib, mb = hw_gpu_lookup(b->instance->gpu)->smi_mib;
             if (a->instance->gpus < b->instance->gpus || (a->instance->gpus == b->instance->gpus && ma <= mb))
                 break;
             struct instance_fit t = r->instances[j];

@@ -137,8 +137,10 @@ void plan_report_text(FILE *out, const struct plan_report *r)
         char total[32], usable[32], spare[32];
         units_fmt_bytes(hw_gpu_total_bytes(r->gpu), total, sizeof total);
         units_fmt_bytes(r->usable, usable, sizeof usable);
-        fprintf(out, "\ngpu        %s (%s): %s, usable %s after the CUDA context (%lld MiB) and a reserve (%lld MiB)\n",
-                r->gpu->name, r->gpu->product, total, usable, HW_CUDA_CONTEXT_BYTES >> 20, HW_RESERVE_BYTES >> 20);
+        fprintf(out, "\ngpu        %s (%s): %s as CUDA counts it%s, usable %s after the CUDA context (%lld MiB) "
+                     "and a reserve (%lld MiB)\n", r->gpu->name, r->gpu->product, total,
+                r->gpu->cuda_total_bytes ? " (measured)" : " (nvidia-smi's less 1%)", usable,
+                HW_CUDA_CONTEXT_BYTES >> 20, HW_RESERVE_BYTES >> 20);
         if (r->fits)
             fprintf(out, "fits       yes: %.1f%% of usable memory, %s to spare\n",
                     100.0 * (double)p->total / (double)r->usable, units_fmt_bytes(r->usable - p->total, spare, sizeof spare));

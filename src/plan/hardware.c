@@ -1,27 +1,28 @@
 /* The catalog tables; see hardware.h. Memory totals are what nvidia-smi shows
- * (MiB); "seen" marks those read on this workplace's lent machines. */
+ * (MiB, as published for each product); CUDA's own total is filled in where it
+ * was measured on this workplace's lent machines (2026-11-23). */
 #include "plan/hardware.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const struct gpu_model gpus[] = {
-    {"h100-80", "NVIDIA H100 80GB HBM3 (SXM5)", 81559, "seen on the lent H100"},
-    {"h100-pcie-80", "NVIDIA H100 PCIe 80GB", 81559, "nvidia-smi, as published"},
-    {"h100-nvl-94", "NVIDIA H100 NVL 94GB", 95830, "nvidia-smi, as published"},
-    {"h200-141", "NVIDIA H200 141GB HBM3e", 143771, "seen on the lent H200"},
-    {"b200-180", "NVIDIA B200 180GB HBM3e", 183359, "nvidia-smi, as published"},
-    {"a100-80", "NVIDIA A100 80GB", 81920, "nvidia-smi, as published"},
-    {"a100-40", "NVIDIA A100 40GB", 40960, "nvidia-smi, as published"},
-    {"l40s-48", "NVIDIA L40S 48GB", 46068, "nvidia-smi, as published"},
-    {"rtx6000ada-48", "NVIDIA RTX 6000 Ada 48GB", 49140, "nvidia-smi, as published"},
-    {"a10g-24", "NVIDIA A10G 24GB", 23028, "nvidia-smi, as published"},
-    {"l4-24", "NVIDIA L4 24GB", 23034, "nvidia-smi, as published"},
-    {"rtx4090-24", "NVIDIA GeForce RTX 4090 24GB", 24564, "nvidia-smi, as published"},
-    {"rtx3090-24", "NVIDIA GeForce RTX 3090 24GB", 24576, "nvidia-smi, as published"},
-    {"v100-32", "NVIDIA V100 32GB", 32768, "nvidia-smi, as published"},
-    {"v100-16", "NVIDIA V100 16GB", 16384, "nvidia-smi, as published"},
-    {"t4-16", "NVIDIA T4 16GB", 15360, "nvidia-smi, as published"},
+    {"h100-80", "NVIDIA H100 80GB HBM3 (SXM5)", 81559, 85017493504LL},
+    {"h100-pcie-80", "NVIDIA H100 PCIe 80GB", 81559, 0},
+    {"h100-nvl-94", "NVIDIA H100 NVL 94GB", 95830, 0},
+    {"h200-141", "NVIDIA H200 141GB HBM3e", 143771, 150109880320LL},
+    {"b200-180", "NVIDIA B200 180GB HBM3e", 183359, 0},
+    {"a100-80", "NVIDIA A100 80GB", 81920, 0},
+    {"a100-40", "NVIDIA A100 40GB", 40960, 0},
+    {"l40s-48", "NVIDIA L40S 48GB", 46068, 0},
+    {"rtx6000ada-48", "NVIDIA RTX 6000 Ada 48GB", 49140, 0},
+    {"a10g-24", "NVIDIA A10G 24GB", 23028, 0},
+    {"l4-24", "NVIDIA L4 24GB", 23034, 0},
+    {"rtx4090-24", "NVIDIA GeForce RTX 4090 24GB", 24564, 0},
+    {"rtx3090-24", "NVIDIA GeForce RTX 3090 24GB", 24576, 0},
+    {"v100-32", "NVIDIA V100 32GB", 32768, 0},
+    {"v100-16", "NVIDIA V100 16GB", 16384, 0},
+    {"t4-16", "NVIDIA T4 16GB", 15360, 0},
 };
 
 static const struct cloud_instance instances[] = {
@@ -82,7 +83,13 @@ int hw_gpu_find(const char *name, const struct gpu_model **out, tune_err *err)
     return err_set(err, "--gpu: unknown GPU '%s' (known: %s)", name, known);
 }
 
-int64_t hw_gpu_total_bytes(const struct gpu_model *g) { return g->total_mib << 20; }
+int64_t hw_gpu_total_bytes(const struct gpu_model *g)
+{
+    if (g->cuda_total_bytes)
+        return g->cuda_total_bytes;
+    int64_t kept_mib = (g->smi_mib * HW_DRIVER_KEEPS_PERCENT + 99) / 100;
+    return (g->smi_mib - kept_mib) << 20;
+}
 
 int64_t hw_gpu_usable_bytes(const struct gpu_model *g)
 {

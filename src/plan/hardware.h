@@ -9,16 +9,23 @@
 #include "base/error.h"
 
 struct gpu_model {
-    const char *name;     /* "h100-80" */
-    const char *product;  /* "NVIDIA H100 80GB HBM3 (SXM5)" */
-    int64_t total_mib;    /* as nvidia-smi reports it */
-    const char *source;   /* where total_mib was read */
+    const char *name;         /* "h100-80" */
+    const char *product;      /* "NVIDIA H100 80GB HBM3 (SXM5)" */
+    int64_t smi_mib;          /* memory.total as nvidia-smi reports it */
+    int64_t cuda_total_bytes; /* cudaMemGetInfo's total where measured, else 0 */
 };
 
-/* Taken off every GPU's total before the plan must fit: the CUDA context
- * (measured on the lent H100 with CUDA 13, see bench/RESULTS.md) and a stated
- * reserve for the driver's page-granular allocations. */
-#define HW_CUDA_CONTEXT_BYTES (534LL << 20)
+/* CUDA's total is below nvidia-smi's by what the driver keeps: 480 MiB on the
+ * H100 and 616 MiB on the H200 measured here (0.6% and 0.4%). For GPUs not
+ * measured, 1% is taken off, rounded up to MiB. */
+#define HW_DRIVER_KEEPS_PERCENT 1
+/* Taken off CUDA's total before the plan must fit: the CUDA context plus a
+ * cuBLASLt handle, measured on the lent H100 and H200 with CUDA 13
+ * (tools/cuda/context_memory.cu: 552,402,944 + 2,097,152 bytes on both), and
+ * a stated reserve for what tune cannot see (driver page granularity, other
+ * libraries' handles). tune allocates one block per category, so there is no
+ * allocator fragmentation to reserve for. */
+#define HW_CUDA_CONTEXT_BYTES (552402944LL + 2097152LL)
 #define HW_RESERVE_BYTES (256LL << 20)
 
 struct cloud_instance {
@@ -32,6 +39,7 @@ struct cloud_instance {
 const struct gpu_model *hw_gpu_lookup(const char *name);
 /* Same, with an error listing the known names. */
 int hw_gpu_find(const char *name, const struct gpu_model **out, tune_err *err);
+/* What CUDA reports as total: measured, or nvidia-smi's figure less 1%. */
 int64_t hw_gpu_total_bytes(const struct gpu_model *g);
 int64_t hw_gpu_usable_bytes(const struct gpu_model *g);
 
