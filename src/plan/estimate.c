@@ -102,7 +102,7 @@ void estimate_all(const struct model_spec *spec, const struct run_config *rc,
 
     e = &out[ESTIMATE_SEED_WORKSHEET];
     e->name = "seed-worksheet";
-    double lora_pct = 100.0 * (double)trainable_params / (double)P;
+    double lora_pct = rc->method == METHOD_FULL ? 0 : 100.0 * (double)trainable_params / (double)P;
     struct seed_worksheet w = estimate_seed_worksheet(
         Pb, n, rc->zero, rc->method, rc->seq, rc->micro_batch, spec->hidden, spec->layers,
         rc->grad_ckpt == GRAD_CKPT_FULL, lora_pct);
