@@ -8,8 +8,9 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 # Messages and names are cut to their fixed buffers on purpose: no truncation warnings.
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
 OPT     ?= -O2 -g
-CFLAGS  += $(CSTD) $(WARN) $(OPT) -Isrc -MMD -MP
-LDLIBS  += -lcjson -lpcre2-8 -lm
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -Isrc -MMD -MP
+LDLIBS  += -lcjson -lpcre2-8 -lopenblas -lm
+LDFLAGS += -fopenmp
 
 ifeq ($(CI),true)
 CFLAGS  += -Werror
@@ -21,7 +22,7 @@ LDFLAGS += -fsanitize=address,undefined
 BUILD   := $(BUILD)-san
 endif
 
-LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

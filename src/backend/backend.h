@@ -1,0 +1,160 @@
+/* The op table: every operation the models need, forward and backward, behind
+ * one struct of function pointers (ggml's way). model/ calls only these, so the
+ * same forward/backward code runs on the CPU reference and on CUDA. Each
+ * backend mirrors the others op for op; tests compare them on random inputs.
+ *
+ * Tensors are views: data lives in blocks the caller allocated through the
+ * backend (from the memory plan); ops never allocate. Row-major, the last
+ * dimension contiguous. Size letters: T tokens (micro-batch x seq, packed),
+ * C hidden, H query heads, KV key/value heads, D head_dim, I intermediate,
+ * V vocab, r LoRA rank, S sequences in a packed row set.
+ *
+ * Conventions: an op that "accumulates" adds into its output (dx += ...);
+ * every other op overwrites. Gradients of activations are in the activation
+ * dtype; gradients of trainable tensors are fp32. */
+#ifndef TUNE_BACKEND_BACKEND_H
+#define TUNE_BACKEND_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/error.h"
+
+#define TENSOR_MAX_RANK 4
+
+struct tensor {
+    void *data; /* memory of the backend that owns it */
+    enum dtype dtype;
+    int rank;
+    int64_t shape[TENSOR_MAX_RANK];
+};
+
+/* Number of elements. */
+int64_t tensor_numel(const struct tensor *t);
+/* A view of rows [row0, row0 + rows) of t's first dimension. */
+struct tensor tensor_rows(const struct tensor *t, int64_t row0, int64_t rows);
+/* A view with another shape of the same elements. */
+struct tensor tensor_reshape(const struct tensor *t, int rank, const int64_t *shape);
+/* Shorthands for views of raw memory. */
+struct tensor tensor_2d(void *data, enum dtype dtype, int64_t rows, int64_t cols);
+struct tensor tensor_1d(void *data, enum dtype dtype, int64_t n);
+
+/* Rotary tables: per position, D/2 (cos, sin) pairs, precomputed by the model
+ * (llama3 and YaRN scaling included) in fp32. */
+struct rope_table {
+    const float *cos_sin; /* [positions, D/2, 2] in the backend's memory */
+    int64_t positions, half_dim;
+    float attention_scale; /* YaRN's mscale for q.k; 1 otherwise */
+};
+
+/* Packed variable-length rows: sequence s spans tokens [starts[s], starts[s+1]). */
+struct seq_layout {
+    const int32_t *starts;    /* [S + 1], starts[0] = 0, starts[S] = T; backend memory */
+    const int32_t *positions; /* [T]: position of each token inside its sequence */
+    int64_t sequences;        /* S */
+    int64_t max_len;          /* longest sequence */
+};
+
+struct backend {
+    const char *name;
+
+    /* Memory. alloc returns NULL on failure (the caller reports which plan
+     * category could not be had). */
+    void *(*alloc)(struct backend *b, size_t bytes);
+    void (*free)(struct backend *b, void *p);
+    void (*upload)(struct backend *b, void *dst, const void *host, size_t bytes);
+    void (*download)(struct backend *b, void *host, const void *src, size_t bytes);
+    void (*zero)(struct backend *b, struct tensor *t);
+    /* dst = src converted (bf16/f16/f32, same numel). */
+    void (*convert)(struct backend *b, struct tensor *dst, const struct tensor *src);
+
+    /* c = alpha * op(a) @ op(b) + beta * c, op transposing when asked.
+     * a [M, K] (or [K, M] when ta), b [K, N] (or [N, K] when tb), c [M, N].
+     * A linear layer is matmul(y, x, false, w, true): w is [out, in]. */
+    void (*matmul)(struct backend *b, struct tensor *c, const struct tensor *a, bool ta,
+                   const struct tensor *bm, bool tb, float alpha, float beta);
+    /* y[T, N] += bias[N] for every row. */
+    void (*add_bias)(struct backend *b, struct tensor *y, const struct tensor *bias);
+    /* dbias[N] += sum over rows of dy[T, N]. */
+    void (*bias_backward)(struct backend *b, struct tensor *dbias, const struct tensor *dy);
+    /* y += alpha * x (same shape). */
+    void (*axpy)(struct backend *b, struct tensor *y, float alpha, const struct tensor *x);
+
+    /* out[T, C] = table[ids[t]]; ids int32 [T]. */
+    void (*embedding)(struct backend *b, struct tensor *out, const struct tensor *table,
+                      const struct tensor *ids);
+    /* dtable[ids[t]] += dout[t] (accumulates). */
+    void (*embedding_backward)(struct backend *b, struct tensor *dtable, const struct tensor *dout,
+                               const struct tensor *ids);
+
+    /* out[T, C] = x / rms(x) * w; rstd[T] (fp32) keeps 1 / rms for backward. */
+    void (*rmsnorm)(struct backend *b, struct tensor *out, struct tensor *rstd, const struct tensor *x,
+                    const struct tensor *w, float eps);
+    /* dx[T, C] += ...; dw[C] += ... unless dw is NULL. */
+    void (*rmsnorm_backward)(struct backend *b, struct tensor *dx, struct tensor *dw,
+                             const struct tensor *dout, const struct tensor *x, const struct tensor *w,
+                             const struct tensor *rstd);
+
+    /* Rotates x[T, heads, D] in place, pairs (i, i + D/2) as Llama's
+     * rotate_half does, at each token's position. backward rotates by -angle. */
+    void (*rope)(struct backend *b, struct tensor *x, const struct rope_table *rt,
+                 const struct seq_layout *sl, bool backward);
+
+    /* Causal attention over packed sequences, GQA (H / KV query heads share a
+     * key/value head), optional sliding window (a token sees the last `window`
+     * positions, itself included; 0 = all) and optional sinks (one learned
+     * logit per head joining each softmax's denominator). q [T, H, D],
+     * k, v [T, KV, D] -> out [T, H, D], lse [H, T] fp32 (log-sum-exp of each
+     * softmax row, sinks included). Never materializes [T, T] beyond one row
+     * block. scale multiplies q.k. */
+    void (*attention)(struct backend *b, struct tensor *out, struct tensor *lse, const struct tensor *q,
+                      const struct tensor *k, const struct tensor *v, const struct tensor *sinks,
+                      const struct seq_layout *sl, int64_t window, float scale);
+    /* dq, dk, dv overwritten; dsinks [H] fp32 accumulated unless NULL. */
+    void (*attention_backward)(struct backend *b, struct tensor *dq, struct tensor *dk, struct tensor *dv,
+                               struct tensor *dsinks, const struct tensor *dout, const struct tensor *q,
+                               const struct tensor *k, const struct tensor *v, const struct tensor *sinks,
+                               const struct tensor *out, const struct tensor *lse,
+                               const struct seq_layout *sl, int64_t window, float scale);
+
+    /* h[T, I] = silu(gate) * up. */
+    void (*swiglu)(struct backend *b, struct tensor *h, const struct tensor *gate, const struct tensor *up);
+    /* dgate, dup [T, I] overwritten from dh. */
+    void (*swiglu_backward)(struct backend *b, struct tensor *dgate, struct tensor *dup,
+                            const struct tensor *dh, const struct tensor *gate, const struct tensor *up);
+
+    /* Cross-entropy over one block of logits [T, V] (fp32) with labels int32
+     * [T] (-100: ignored). Returns the summed loss of the block's counted
+     * tokens; lse[T] (fp32) keeps each row's log-sum-exp. */
+    double (*cross_entropy)(struct backend *b, struct tensor *lse, const struct tensor *logits,
+                            const struct tensor *labels);
+    /* Overwrites logits with d(loss * scale)/d(logits): scale * (softmax - onehot),
+     * zero rows for ignored tokens. */
+    void (*cross_entropy_backward)(struct backend *b, struct tensor *logits, const struct tensor *lse,
+                                   const struct tensor *labels, float scale);
+
+    /* y = x * mask / (1 - p), the mask drawn from Philox4x32-10 keyed by seed,
+     * one 32-bit draw per element index (offset + i): the same bits on every
+     * backend, so backward (the same call on dy) and recompute see the same
+     * mask. p == 0 copies. */
+    void (*dropout)(struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed,
+                    uint64_t offset);
+
+    /* AdamW as torch.optim.AdamW: decoupled weight decay, bias correction;
+     * step counts from 1. param, grad, m, v fp32 of the same numel. */
+    void (*adamw)(struct backend *b, struct tensor *param, const struct tensor *grad, struct tensor *m,
+                  struct tensor *v, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  int64_t step);
+    /* Sum of squares of x (fp32 accumulation), for the global grad norm. */
+    double (*sum_squares)(struct backend *b, const struct tensor *x);
+    /* x *= s. */
+    void (*scale)(struct backend *b, struct tensor *x, float s);
+};
+
+/* The CPU reference backend (backend/cpu/): fp32 arithmetic, OpenBLAS GEMMs,
+ * OpenMP loops. */
+struct backend *backend_cpu(void);
+
+#endif
