@@ -62,9 +62,12 @@ static void test_totals_are_sums(void **state)
         sum += cat[c];
     }
     assert_int_equal(sum, p.total);
-    /* bf16 weights of an 8B model: 2 bytes a parameter, norms and all. */
-    assert_true(p.per_gpu[PLAN_WEIGHTS] >= 2 * 8030261248LL);
-    assert_true(p.per_gpu[PLAN_WEIGHTS] < 2 * 8030261248LL + (1 << 20));
+    /* bf16 weights of an 8B model: 2 bytes a parameter, norms and all, beside
+     * the fp32 rotary table of seq x head_dim. */
+    int64_t rope = find(&p, "rope.cos_sin")->bytes;
+    assert_int_equal(rope, 2048 * 128 * 4);
+    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope >= 2 * 8030261248LL);
+    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope < 2 * 8030261248LL + (1 << 20));
     /* LoRA r16 on q,k,v,o of llama-3.1-8b: 16 * (4096+4096 + 2*(4096+1024) + 4096+4096) * 32. */
     assert_int_equal(p.trainable_params, 16LL * (8192 * 2 + 2 * 5120) * 32);
     assert_int_equal(find(&p, "layers.*.self_attn.q_proj.lora_A")->elems, 16 * 4096);

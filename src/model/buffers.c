@@ -205,8 +205,9 @@ static void declare_activations(struct ctx *c)
     struct mem_plan *p = c->plan;
     int64_t T = c->T, C = s->hidden;
 
-    plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + c->rc->micro_batch + 1, 1, PLAN_PLACE_EVERY_RANK,
-             "batch.{input_ids,labels,positions,loss_weight,seq_starts}");
+    /* ids, labels and positions [T], and the starts of up to T packed sequences [T + 1]. */
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + 1, 1, PLAN_PLACE_EVERY_RANK,
+             "batch.{input_ids,labels,positions,seq_starts}");
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, s->layers, PLAN_PLACE_LAYER, "layers.*.input");
     if (c->rc->grad_ckpt == GRAD_CKPT_FULL)
         declare_layer_saved(c, "recompute", 1, PLAN_PLACE_EVERY_RANK);
@@ -240,8 +241,16 @@ static void declare_scratch(struct ctx *c)
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
     }
-    if (c->rc->method != METHOD_FULL)
+    if (c->rc->method != METHOD_FULL) {
         plan_add(p, PLAN_SCRATCH, DTYPE_F32, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");
+        /* LoRA dropout acts on the adapter's input only: the dropped copy of
+         * the widest targeted input, made again in backward from the same RNG. */
+        if (c->rc->lora_dropout > 0)
+            plan_add(p, PLAN_SCRATCH, c->ad, rows * (I > C ? I : C), 1, PLAN_PLACE_EVERY_RANK,
+                     "lora.dropped_input");
+    }
+    /* The loss runs over blocks of whole-vocabulary rows, T * chunk / V tokens
+     * at a time, forward and backward together: never [T, V] at once. */
     plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * chunk, 1, PLAN_PLACE_LAST, "loss.logits_chunk");
     if (c->rc->base_dtype == DTYPE_NF4) {
         /* The largest base matrix, dequantized for its GEMM. */
@@ -258,11 +267,15 @@ void buffers_declare(struct mem_plan *plan, const struct model_spec *spec, const
 {
     struct ctx c = {
         .plan = plan, .s = spec, .rc = rc,
-        .wd = rc->base_dtype == DTYPE_F32 ? DTYPE_F32 : rc->base_dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16,
+        /* The CPU reference computes in fp32 whatever the checkpoint's dtype. */
+        .wd = rc->device == DEVICE_CPU || rc->base_dtype == DTYPE_F32 ? DTYPE_F32
+              : rc->base_dtype == DTYPE_F16 ? DTYPE_F16 : DTYPE_BF16,
         .T = rc->micro_batch * rc->seq,
     };
     c.ad = c.wd;
     declare_parameters(&c);
+    /* cos and sin of every position up to seq for D/2 frequencies, built once. */
+    plan_add(plan, PLAN_WEIGHTS, DTYPE_F32, rc->seq * spec->head_dim, 1, PLAN_PLACE_EVERY_RANK, "rope.cos_sin");
     declare_activations(&c);
     declare_scratch(&c);
 }

@@ -159,8 +159,11 @@ static int64_t rank_total(struct mem_plan *plan, const struct run_config *rc, in
         int64_t shard = (one + b->shards - 1) / b->shards;
         shard = (shard + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
         int64_t bytes = shard * instances_on_rank(b, rc, layers, r);
-        if (record)
+        if (record) {
             b->bytes = bytes;
+            b->instance_bytes = shard;
+            b->offset = b->on_host ? plan->host_bytes : plan->per_gpu[b->category];
+        }
         if (b->on_host) {
             if (record)
                 plan->host_bytes += bytes;

@@ -43,6 +43,8 @@ struct plan_buffer {
     int64_t shards;  /* set by plan_finish: ranks one instance is split over */
     bool on_host;    /* set by plan_finish: offloaded to CPU memory */
     int64_t bytes;   /* set by plan_finish: on the reported rank, all instances */
+    int64_t instance_bytes; /* set by plan_finish: one instance (shard) as allocated */
+    int64_t offset;  /* set by plan_finish: from the start of its category's block */
 };
 
 struct mem_plan {
@@ -71,5 +73,26 @@ void plan_add(struct mem_plan *plan, enum plan_category cat, enum dtype dtype, i
 int64_t plan_instance_bytes(enum dtype dtype, int64_t elems);
 
 const char *plan_category_name(enum plan_category c);
+
+/* The buffer called name, or NULL if the run does not need it. */
+const struct plan_buffer *plan_find(const struct mem_plan *plan, const char *name);
+
+/* The plan made real: one block per category from the backend, buffers as
+ * views into it. Nothing else is allocated on the device for a run. */
+struct backend;
+struct plan_arena {
+    struct backend *be;
+    const struct mem_plan *plan;
+    void *block[PLAN_CATEGORY_COUNT];
+    void *host; /* offloaded buffers, in CPU memory */
+};
+
+/* Allocates every category's block; on failure names the category and its
+ * size, and frees what it had. */
+int plan_arena_alloc(struct plan_arena *a, const struct mem_plan *plan, struct backend *be, tune_err *err);
+void plan_arena_free(struct plan_arena *a);
+/* Instance i of buffer name (a layer's copy of a per-layer buffer), or NULL
+ * if the plan has no such buffer. */
+void *plan_arena_at(const struct plan_arena *a, const char *name, int64_t instance);
 
 #endif

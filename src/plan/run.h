@@ -15,6 +15,7 @@ enum optimizer { OPTIMIZER_ADAMW, OPTIMIZER_ADAMW_8BIT, OPTIMIZER_SGD, OPTIMIZER
 enum grad_ckpt { GRAD_CKPT_NONE, GRAD_CKPT_FULL, GRAD_CKPT_COUNT };
 enum offload { OFFLOAD_NONE, OFFLOAD_OPTIMIZER, OFFLOAD_PARAMS, OFFLOAD_COUNT };
 enum attn_impl { ATTN_IMPL_SDPA, ATTN_IMPL_EAGER, ATTN_IMPL_COUNT };
+enum device { DEVICE_CUDA, DEVICE_CPU }; /* where the run computes: sets the plan's dtypes */
 
 /* LoRA targets, by tune's short names (layout.h's linear_shape.target). */
 enum target {
@@ -39,6 +40,7 @@ struct run_config {
     enum offload offload;
     bool place_layers;         /* spread frozen layers over the GPUs (pipeline placement) */
     enum attn_impl attn;       /* transformers' attention, for its estimate only */
+    enum device device;
 };
 
 /* Defaults of `tune plan`: LoRA r16 alpha 32 on q,k,v,o, bf16 base (MXFP4
