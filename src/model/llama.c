@@ -1,0 +1,304 @@
+/* Llama-family forward and backward against the op table; see llama.h. The
+ * saved activations, their layout and which of them exist are the plan's
+ * (model/buffers.c): this file only takes views. Under full checkpointing a
+ * layer's working set is recomputed into the "recompute" buffers from the
+ * layer's saved input before its backward. */
+#include "model/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A [rows, cols] view at element `skip` of instance `inst` of a plan buffer,
+ * or a tensor with NULL data if the plan has no such buffer. */
+static struct tensor view(const struct llama *m, const char *name, int64_t inst, int64_t skip, int64_t rows,
+                          int64_t cols)
+{
+    const struct plan_buffer *b = plan_find(&m->plan, name);
+    char *p = b ? plan_arena_at(&m->arena, name, inst) : NULL;
+    enum dtype dt = b ? b->dtype : DTYPE_F32;
+    return tensor_2d(p ? p + dtype_bytes(dt, skip) : NULL, dt, rows, cols);
+}
+
+static struct tensor viewf(const struct llama *m, int64_t inst, int64_t rows, int64_t cols, const char *fmt,
+                           const char *a)
+{
+    char name[128];
+    snprintf(name, sizeof name, fmt, a);
+    return view(m, name, inst, 0, rows, cols);
+}
+
+/* One layer's working set: what its backward reads, and where forward writes. */
+struct layer_acts {
+    struct tensor x, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate, up, h;
+    struct tensor xa[LAYOUT_MAX_LINEARS];
+};
+
+static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T, bool recompute)
+{
+    const struct model_spec *s = m->spec;
+    const char *pre = recompute ? "recompute" : "layers.*";
+    int64_t in = recompute ? 0 : l, C = s->hidden, I = s->intermediate;
+    int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    struct layer_acts a;
+    a.x = view(m, "layers.*.input", l, 0, T, C);
+    a.rstd1 = viewf(m, in, T, 1, "%s.input_layernorm.rstd", pre);
+    a.xn1 = viewf(m, in, T, C, "%s.input_layernorm.out", pre);
+    if (!a.xn1.data)
+        a.xn1 = view(m, "forward.normed", 0, 0, T, C);
+    char name[128];
+    snprintf(name, sizeof name, "%s.self_attn.qkv_rope", pre);
+    a.q = view(m, name, in, 0, T, q);
+    a.k = view(m, name, in, T * q, T, kv);
+    a.v = view(m, name, in, T * (q + kv), T, kv);
+    a.att = viewf(m, in, T, q, "%s.self_attn.out", pre);
+    a.lse = viewf(m, in, s->heads, T, "%s.self_attn.lse", pre);
+    a.mid = viewf(m, in, T, C, "%s.residual_mid", pre);
+    a.rstd2 = viewf(m, in, T, 1, "%s.post_attention_layernorm.rstd", pre);
+    a.xn2 = viewf(m, in, T, C, "%s.post_attention_layernorm.out", pre);
+    if (!a.xn2.data)
+        a.xn2 = view(m, "forward.normed", 0, 0, T, C);
+    snprintf(name, sizeof name, "%s.mlp.gate_up_out", pre);
+    a.gate = view(m, name, in, 0, T, I);
+    a.up = view(m, name, in, T * I, T, I);
+    a.h = viewf(m, in, T, I, "%s.mlp.act", pre);
+    if (!a.h.data)
+        a.h = view(m, "forward_and_grad.act", 0, 0, T, I);
+    for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+        a.xa[i] = (struct tensor){0};
+        if (i < (int)(sizeof m->lin / sizeof m->lin[0]) && m->lin[i].module) {
+            snprintf(name, sizeof name, "%s.%s.lora_xa", pre, m->lin[i].module);
+            a.xa[i] = view(m, name, in, 0, T, m->rc.lora_r);
+        }
+    }
+    return a;
+}
+
+/* Dropout keys: one stream per (step, layer, linear), element offsets within it. */
+static uint64_t dropout_offset(int64_t layer, int linear) { return ((uint64_t)layer * 16 + (uint64_t)linear) << 40; }
+
+/* y[T, out] (+)= x W^T + b, then the layer's LoRA if any: y += s * drop(x) A^T B^T.
+ * beta 1 adds into y (a residual). */
+static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x,
+                           struct tensor *xa, float beta, uint64_t step)
+{
+    struct backend *be = m->be;
+    struct llama_layer *L = &m->layers[l];
+    be->matmul(be, y, x, false, &L->w[i], true, 1.0f, beta);
+    if (L->bias[i].data)
+        be->add_bias(be, y, &L->bias[i]);
+    struct lora *lo = &L->lora[i];
+    if (!lo->on)
+        return;
+    struct tensor xd = *x;
+    if (m->rc.lora_dropout > 0) {
+        xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
+        be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
+    }
+    be->matmul(be, xa, &xd, false, &lo->A, true, 1.0f, 0.0f);
+    be->matmul(be, y, xa, false, &lo->B, true, m->lora_scale, 1.0f);
+}
+
+/* Given dy of a linear, dx[T, in] (+)= dy W, and the LoRA gradients:
+ * dB += s dy^T xa, dA += (s dy B)^T drop(x), dx += drop'(s dy B A). */
+static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx, const struct tensor *dy,
+                            const struct tensor *x, const struct tensor *xa, float beta, uint64_t step)
+{
+    struct backend *be = m->be;
+    struct llama_layer *L = &m->layers[l];
+    be->matmul(be, dx, dy, false, &L->w[i], false, 1.0f, beta);
+    struct lora *lo = &L->lora[i];
+    if (!lo->on)
+        return;
+    int64_t T = dy->shape[0];
+    struct tensor dxa = view(m, "grad.lora_xa", 0, 0, T, m->rc.lora_r);
+    be->matmul(be, &dxa, dy, false, &lo->B, false, m->lora_scale, 0.0f);
+    be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
+    float p = (float)m->rc.lora_dropout;
+    if (p <= 0) {
+        be->matmul(be, &lo->dA, &dxa, true, x, false, 1.0f, 1.0f);
+        be->matmul(be, dx, &dxa, false, &lo->A, false, 1.0f, 1.0f);
+        return;
+    }
+    struct tensor tmp = view(m, "lora.dropped_input", 0, 0, T, x->shape[1]);
+    be->dropout(be, &tmp, x, p, m->seed ^ step, dropout_offset(l, i)); /* the forward's mask again */
+    be->matmul(be, &lo->dA, &dxa, true, &tmp, false, 1.0f, 1.0f);
+    be->matmul(be, &tmp, &dxa, false, &lo->A, false, 1.0f, 0.0f);
+    be->dropout(be, &tmp, &tmp, p, m->seed ^ step, dropout_offset(l, i));
+    be->axpy(be, dx, 1.0f, &tmp);
+}
+
+/* Layer l forward from a->x; writes the next layer's input to out. */
+static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out,
+                          const struct seq_layout *sl, uint64_t step)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    struct llama_layer *L = &m->layers[l];
+    int64_t T = a->x.shape[0];
+    be->rmsnorm(be, &a->xn1, &a->rstd1, &a->x, &L->ln_attn, (float)s->rms_eps);
+    linear_forward(m, l, LIN_Q, &a->q, &a->xn1, &a->xa[LIN_Q], 0, step);
+    linear_forward(m, l, LIN_K, &a->k, &a->xn1, &a->xa[LIN_K], 0, step);
+    linear_forward(m, l, LIN_V, &a->v, &a->xn1, &a->xa[LIN_V], 0, step);
+    int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
+    struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
+    struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
+    be->rope(be, &q3, &m->rope, sl, false);
+    be->rope(be, &k3, &m->rope, sl, false);
+    be->attention(be, &o3, &a->lse, &q3, &k3, &v3, NULL, sl, L->window, m->attn_scale);
+    be->convert(be, &a->mid, &a->x);
+    linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], 1, step);
+    be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
+    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
+    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], 0, step);
+    be->swiglu(be, &a->h, &a->gate, &a->up);
+    be->convert(be, out, &a->mid);
+    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], 1, step);
+}
+
+/* Layer l backward: dres holds d(output) and leaves holding d(input). */
+static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *dres,
+                           const struct seq_layout *sl, uint64_t step)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    struct llama_layer *L = &m->layers[l];
+    int64_t T = a->x.shape[0], C = s->hidden, I = s->intermediate;
+    int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    struct tensor dh = view(m, "forward_and_grad.act", 0, 0, T, I);
+    struct tensor dgate = view(m, "grad.gate_up", 0, 0, T, I), dup = view(m, "grad.gate_up", 0, T * I, T, I);
+    struct tensor dxn = view(m, "grad.normed", 0, 0, T, C);
+    struct tensor datt = view(m, "grad.attn_out", 0, 0, T, q);
+    struct tensor dq = view(m, "grad.qkv", 0, 0, T, q), dk = view(m, "grad.qkv", 0, T * q, T, kv);
+    struct tensor dv = view(m, "grad.qkv", 0, T * (q + kv), T, kv);
+
+    linear_backward(m, l, LIN_DOWN, &dh, dres, &a->h, &a->xa[LIN_DOWN], 0, step);
+    be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
+    linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
+    linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
+    be->rmsnorm_backward(be, dres, NULL, &dxn, &a->mid, &L->ln_mlp, &a->rstd2);
+
+    linear_backward(m, l, LIN_O, &datt, dres, &a->att, &a->xa[LIN_O], 0, step);
+    int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
+    struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
+    struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
+    struct tensor dq3 = tensor_reshape(&dq, 3, qs), dk3 = tensor_reshape(&dk, 3, ks);
+    struct tensor dv3 = tensor_reshape(&dv, 3, ks), do3 = tensor_reshape(&datt, 3, qs);
+    be->attention_backward(be, &dq3, &dk3, &dv3, NULL, &do3, &q3, &k3, &v3, NULL, &o3, &a->lse, sl, L->window,
+                           m->attn_scale);
+    be->rope(be, &dq3, &m->rope, sl, true);
+    be->rope(be, &dk3, &m->rope, sl, true);
+    linear_backward(m, l, LIN_Q, &dxn, &dq, &a->xn1, &a->xa[LIN_Q], 0, step);
+    linear_backward(m, l, LIN_K, &dxn, &dk, &a->xn1, &a->xa[LIN_K], 1, step);
+    linear_backward(m, l, LIN_V, &dxn, &dv, &a->xn1, &a->xa[LIN_V], 1, step);
+    be->rmsnorm_backward(be, dres, NULL, &dxn, &a->x, &L->ln_attn, &a->rstd1);
+}
+
+/* Final norm, then the loss over blocks of whole-vocabulary rows; with
+ * backward, d(final norm output) into grad.normed and on into dres. */
+static double loss_forward_backward(struct llama *m, int64_t T, const struct tensor *labels, bool backward,
+                                    float loss_scale, struct tensor *dres)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    int64_t C = s->hidden, V = s->vocab;
+    struct tensor xf = view(m, "norm.input", 0, 0, T, C), rstd = view(m, "norm.rstd", 0, 0, T, 1);
+    struct tensor xn = view(m, "norm.out", 0, 0, T, C), lse_all = view(m, "loss.{lse,target_logit}", 0, 0, T, 1);
+    be->rmsnorm(be, &xn, &rstd, &xf, &m->norm, (float)s->rms_eps);
+    const struct plan_buffer *chunk = plan_find(&m->plan, "loss.logits_chunk");
+    int64_t rows = chunk->elems / V;
+    struct tensor dxn = view(m, "grad.normed", 0, 0, T, C);
+    double loss = 0;
+    for (int64_t t0 = 0; t0 < T; t0 += rows) {
+        int64_t n = T - t0 < rows ? T - t0 : rows;
+        struct tensor logits = view(m, "loss.logits_chunk", 0, 0, n, V);
+        struct tensor x = tensor_rows(&xn, t0, n), lab = tensor_rows(labels, t0, n), lse = tensor_rows(&lse_all, t0, n);
+        be->matmul(be, &logits, &x, false, &m->head, true, 1.0f, 0.0f);
+        loss += be->cross_entropy(be, &lse, &logits, &lab);
+        if (!backward)
+            continue;
+        be->cross_entropy_backward(be, &logits, &lse, &lab, loss_scale);
+        struct tensor dx = tensor_rows(&dxn, t0, n);
+        be->matmul(be, &dx, &logits, false, &m->head, false, 1.0f, 0.0f);
+    }
+    if (backward) {
+        be->zero(be, dres);
+        be->rmsnorm_backward(be, dres, NULL, &dxn, &xf, &m->norm, &rstd);
+    }
+    return loss;
+}
+
+double llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale,
+                  uint64_t step, int64_t *counted, tune_err *err)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    int64_t T = batch->tokens, C = s->hidden, cap = m->rc.micro_batch * m->rc.seq;
+    if (T < 1 || T > cap || batch->sequences < 1 || batch->sequences > T)
+        return err_set(err, "batch of %lld tokens in %lld sequences does not fit the planned %lld tokens",
+                       (long long)T, (long long)batch->sequences, (long long)cap), NAN;
+
+    /* Upload ids, labels, positions and starts into the batch buffer. */
+    int32_t *host = malloc(sizeof(int32_t) * (size_t)(4 * T + 1));
+    if (!host)
+        return err_set(err, "out of memory for a batch of %lld tokens", (long long)T), NAN;
+    int64_t max_len = 0, n = 0;
+    for (int64_t q = 0; q < batch->sequences; q++) {
+        int32_t a = batch->starts[q], b = batch->starts[q + 1];
+        if (a != n || b <= a || b > T) {
+            free(host);
+            return err_set(err, "batch: sequence %lld spans [%d, %d), not a packed run", (long long)q, a, b), NAN;
+        }
+        for (int32_t t = a; t < b; t++)
+            host[2 * T + t] = t - a;
+        max_len = b - a > max_len ? b - a : max_len;
+        n = b;
+    }
+    if (n != T || max_len > m->rc.seq) {
+        free(host);
+        return err_set(err, "batch: sequences cover %lld of %lld tokens, longest %lld (seq %lld)", (long long)n,
+                       (long long)T, (long long)max_len, (long long)m->rc.seq), NAN;
+    }
+    int64_t count = 0;
+    for (int64_t t = 0; t < T; t++) {
+        if (batch->ids[t] < 0 || batch->ids[t] >= s->vocab || batch->labels[t] >= s->vocab ||
+            (batch->labels[t] < 0 && batch->labels[t] != -100)) {
+            free(host);
+            return err_set(err, "batch: token %lld has id %d / label %d outside the vocabulary of %lld", (long long)t,
+                           batch->ids[t], batch->labels[t], (long long)s->vocab), NAN;
+        }
+        count += batch->labels[t] != -100;
+    }
+    memcpy(host, batch->ids, sizeof(int32_t) * (size_t)T);
+    memcpy(host + T, batch->labels, sizeof(int32_t) * (size_t)T);
+    memcpy(host + 3 * T, batch->starts, sizeof(int32_t) * (size_t)(batch->sequences + 1));
+    char *dev = plan_arena_at(&m->arena, "batch.{input_ids,labels,positions,seq_starts}", 0);
+    be->upload(be, dev, host, sizeof(int32_t) * (size_t)(3 * T + batch->sequences + 1));
+    free(host);
+    struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
+    struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
+
+    /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
+    bool recompute = m->rc.grad_ckpt == GRAD_CKPT_FULL;
+    struct tensor x0 = view(m, "layers.*.input", 0, 0, T, C);
+    be->embedding(be, &x0, &m->embed, &ids);
+    for (int64_t l = 0; l < s->layers; l++) {
+        struct layer_acts a = layer_views(m, l, T, recompute);
+        struct tensor out = l + 1 < s->layers ? view(m, "layers.*.input", l + 1, 0, T, C)
+                                              : view(m, "norm.input", 0, 0, T, C);
+        layer_forward(m, l, &a, &out, &sl, step);
+    }
+    struct tensor dres = view(m, "grad.residual", 0, 0, T, C);
+    double loss = loss_forward_backward(m, T, &labels, backward, loss_scale, &dres);
+    for (int64_t l = s->layers - 1; backward && l >= 0; l--) {
+        struct layer_acts a = layer_views(m, l, T, recompute);
+        if (recompute) {
+            struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
+            layer_forward(m, l, &a, &scratch_out, &sl, step);
+        }
+        layer_backward(m, l, &a, &dres, &sl, step);
+    }
+    *counted = count;
+    return loss;
+}

@@ -1,0 +1,85 @@
+/* The Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2) for training: forward,
+ * loss and backward written once against the op table (backend.h), with every
+ * tensor a view into the run's memory plan. LoRA as PEFT defines it, on any
+ * of q, k, v, o, gate, up, down. Sizes: T tokens of a packed micro-batch,
+ * C hidden, H / KV heads, D head_dim, I intermediate, V vocab, r LoRA rank. */
+#ifndef TUNE_MODEL_LLAMA_H
+#define TUNE_MODEL_LLAMA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/layout.h"
+#include "model/spec.h"
+#include "plan/memplan.h"
+#include "plan/run.h"
+
+/* LoRA on one linear of one layer: y += scale * dropout(x) A^T B^T. */
+struct lora {
+    bool on;
+    struct tensor A, B;   /* [r, in], [out, r] fp32 */
+    struct tensor dA, dB; /* their gradients */
+};
+
+struct llama_layer {
+    struct tensor w[LAYOUT_MAX_LINEARS];    /* [out, in], layout.c's order */
+    struct tensor bias[LAYOUT_MAX_LINEARS]; /* [out], or data NULL */
+    struct lora lora[LAYOUT_MAX_LINEARS];
+    struct tensor ln_attn, ln_mlp;          /* [C] */
+    int64_t window;                         /* sliding window, 0 for full attention */
+};
+
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN }; /* layout.c's order */
+
+struct llama {
+    const struct model_spec *spec;
+    struct run_config rc;
+    struct backend *be;
+    struct mem_plan plan;
+    struct plan_arena arena;
+    struct linear_shape lin[LAYOUT_MAX_LINEARS];
+    struct tensor embed;  /* [V, C] */
+    struct tensor norm;   /* [C] */
+    struct tensor head;   /* [V, C]: lm_head, or embed when tied */
+    struct llama_layer *layers;
+    struct rope_table rope;
+    float attn_scale, lora_scale;
+    uint64_t seed;        /* of LoRA init and dropout */
+};
+
+/* A packed micro-batch on the host: sequences laid end to end. labels[t] is
+ * the id expected after token t (-100: no loss there, e.g. prompt tokens and
+ * each sequence's last token). */
+struct llama_batch {
+    const int32_t *ids, *labels; /* [T] */
+    const int32_t *starts;       /* [S + 1]: sequence s is tokens [starts[s], starts[s+1]) */
+    int64_t tokens, sequences;   /* T <= rc.micro_batch * rc.seq, S */
+};
+
+/* Plans (spec, rc) for the backend's device and allocates the plan; weights
+ * are left zero (load or init them next). */
+int llama_init(struct llama *m, const struct model_spec *spec, const struct run_config *rc,
+               struct backend *be, uint64_t seed, tune_err *err);
+void llama_free(struct llama *m);
+
+/* Reads the base weights of a Hugging Face folder (safetensors, bf16/fp16/
+ * fp32), checking every tensor's name, dtype and shape. */
+int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err);
+/* Random base weights, N(0, 0.02) as transformers initializes them. */
+void llama_init_random(struct llama *m, uint64_t seed);
+/* LoRA factors as PEFT makes them: A Kaiming-uniform (bound 1/sqrt(in)), B zero. */
+void llama_init_lora(struct llama *m);
+
+/* Runs the micro-batch forward and returns the summed loss of its labelled
+ * tokens (*counted gets how many). With backward, adds d(loss * loss_scale)
+ * to the gradients of the trainable tensors; loss_scale is 1 / (labelled
+ * tokens of the whole accumulated batch), so the gradient is of the mean
+ * over all of it. `step` keys the dropout masks. */
+double llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale,
+                  uint64_t step, int64_t *counted, tune_err *err);
+
+/* Zeroes every gradient of the trainable tensors. */
+void llama_zero_grads(struct llama *m);
+
+#endif

@@ -1,0 +1,234 @@
+/* Setting up a Llama-family model: the plan and its arena, views of the
+ * weights and LoRA factors, the rotary table, and the initial values (from a
+ * Hugging Face folder, random, or PEFT's LoRA init). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "model/llama.h"
+
+/* M_PI is POSIX, not C11. */
+static const double PI = 3.14159265358979323846;
+
+static struct tensor param_view(const struct llama *m, const char *name, int64_t inst, int64_t rows, int64_t cols)
+{
+    const struct plan_buffer *b = plan_find(&m->plan, name);
+    return tensor_2d(b ? plan_arena_at(&m->arena, name, inst) : NULL, b ? b->dtype : DTYPE_F32, rows, cols);
+}
+
+/* Inverse frequencies of the rotary embedding, with the config's scaling
+ * (transformers' _compute_default / _compute_llama3 / linear parameters). */
+static void rope_inv_freq(const struct model_spec *s, float *inv, int64_t half)
+{
+    const struct rope_spec *r = &s->rope;
+    for (int64_t i = 0; i < half; i++) {
+        float f = 1.0f / powf((float)r->theta, (float)(2 * i) / (float)s->head_dim);
+        if (r->type == ROPE_TYPE_LINEAR) {
+            f /= (float)r->factor;
+        } else if (r->type == ROPE_TYPE_LLAMA3) {
+            double old = (double)r->original_max_position;
+            double low_wavelen = old / r->low_freq_factor, high_wavelen = old / r->high_freq_factor;
+            double wavelen = 2 * PI / f;
+            if (wavelen > low_wavelen) {
+                f = (float)(f / r->factor);
+            } else if (wavelen >= high_wavelen) {
+                double smooth = (old / wavelen - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+                f = (float)((1 - smooth) * f / r->factor + smooth * f);
+            }
+        }
+        inv[i] = f;
+    }
+}
+
+static int build_rope(struct llama *m, tune_err *err)
+{
+    const struct model_spec *s = m->spec;
+    if (s->rope.type == ROPE_TYPE_YARN)
+        return err_set(err, "%s: YaRN rotary scaling arrives with gpt-oss support", s->name);
+    int64_t half = s->head_dim / 2, P = m->rc.seq;
+    float *inv = malloc(sizeof(float) * (size_t)half), *tab = malloc(sizeof(float) * (size_t)(P * half * 2));
+    if (!inv || !tab) {
+        free(inv);
+        free(tab);
+        return err_set(err, "out of memory for the rotary table");
+    }
+    rope_inv_freq(s, inv, half);
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t i = 0; i < half; i++) {
+            float angle = (float)p * inv[i]; /* in fp32, as transformers computes it */
+            tab[(p * half + i) * 2] = cosf(angle);
+            tab[(p * half + i) * 2 + 1] = sinf(angle);
+        }
+    void *dst = plan_arena_at(&m->arena, "rope.cos_sin", 0);
+    m->be->upload(m->be, dst, tab, sizeof(float) * (size_t)(P * half * 2));
+    free(inv);
+    free(tab);
+    m->rope = (struct rope_table){dst, P, half, 1.0f};
+    return 0;
+}
+
+int llama_init(struct llama *m, const struct model_spec *spec, const struct run_config *rc, struct backend *be,
+               uint64_t seed, tune_err *err)
+{
+    memset(m, 0, sizeof *m);
+    m->spec = spec;
+    m->rc = *rc;
+    m->be = be;
+    m->seed = seed;
+    if (spec->arch == MODEL_ARCH_GPT_OSS)
+        return err_set(err, "%s: gpt-oss training arrives with its own model file (issue 7)", spec->name);
+    if (rc->method != METHOD_LORA)
+        return err_set(err, "%s fine-tuning is not implemented yet on %s: use --method lora",
+                       run_method_name(rc->method), be->name);
+    if (rc->targets & 1u << TARGET_LM_HEAD)
+        return err_set(err, "LoRA on lm_head is not implemented yet");
+    if (plan_build(&m->plan, spec, rc, err))
+        return -1;
+    if (plan_arena_alloc(&m->arena, &m->plan, be, err)) {
+        plan_free(&m->plan);
+        return -1;
+    }
+    int n = layout_layer_linears(spec, m->lin);
+    int64_t C = spec->hidden, L = spec->layers;
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->layers) {
+        llama_free(m);
+        return err_set(err, "out of memory for %lld layers", (long long)L);
+    }
+    m->embed = param_view(m, "embed_tokens.weight", 0, spec->vocab, C);
+    m->norm = param_view(m, "norm.weight", 0, C, 1);
+    m->head = spec->tie_embeddings ? m->embed : param_view(m, "lm_head.weight", 0, spec->vocab, C);
+    int64_t ordinal[LAYOUT_MAX_LINEARS] = {0};
+    char name[160];
+    for (int64_t l = 0; l < L; l++) {
+        struct llama_layer *ly = &m->layers[l];
+        for (int i = 0; i < n; i++) {
+            const struct linear_shape *li = &m->lin[i];
+            snprintf(name, sizeof name, "layers.*.%s.weight", li->module);
+            ly->w[i] = param_view(m, name, l, li->out, li->in);
+            snprintf(name, sizeof name, "layers.*.%s.bias", li->module);
+            ly->bias[i] = param_view(m, name, l, li->out, 1);
+            if (!run_layer_targeted(rc, l, li->target))
+                continue;
+            struct lora *lo = &ly->lora[i];
+            lo->on = true;
+            snprintf(name, sizeof name, "layers.*.%s.lora_A", li->module);
+            lo->A = param_view(m, name, ordinal[i], rc->lora_r, li->in);
+            snprintf(name, sizeof name, "layers.*.%s.lora_A.grad", li->module);
+            lo->dA = param_view(m, name, ordinal[i], rc->lora_r, li->in);
+            snprintf(name, sizeof name, "layers.*.%s.lora_B", li->module);
+            lo->B = param_view(m, name, ordinal[i], li->out, rc->lora_r);
+            snprintf(name, sizeof name, "layers.*.%s.lora_B.grad", li->module);
+            lo->dB = param_view(m, name, ordinal[i], li->out, rc->lora_r);
+            ordinal[i]++;
+        }
+        char *norms = plan_arena_at(&m->arena, "layers.*.{input,post_attention}_layernorm.weight", l);
+        enum dtype nd = plan_find(&m->plan, "layers.*.{input,post_attention}_layernorm.weight")->dtype;
+        ly->ln_attn = tensor_1d(norms, nd, C);
+        ly->ln_mlp = tensor_1d(norms + dtype_bytes(nd, C), nd, C);
+        ly->window = spec->layer_sliding[l] ? spec->sliding_window : 0;
+    }
+    m->attn_scale = 1.0f / sqrtf((float)spec->head_dim);
+    m->lora_scale = (float)(rc->lora_alpha / (double)rc->lora_r);
+    if (build_rope(m, err)) {
+        llama_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void llama_free(struct llama *m)
+{
+    plan_arena_free(&m->arena);
+    plan_free(&m->plan);
+    free(m->layers);
+    m->layers = NULL;
+}
+
+void llama_zero_grads(struct llama *m)
+{
+    for (int i = 0; i < m->plan.n; i++) {
+        const struct plan_buffer *b = &m->plan.buf[i];
+        if (b->category != PLAN_GRADS)
+            continue;
+        struct tensor t = tensor_1d(plan_arena_at(&m->arena, b->name, 0), DTYPE_U8, b->bytes);
+        m->be->zero(m->be, &t);
+    }
+}
+
+/* splitmix64: a small, well-mixed generator for host-side initialization. */
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return (double)(splitmix(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* Fills t (fp32 on the host, then uploaded) from gen. */
+static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)(uint64_t *, double), double arg)
+{
+    int64_t n = tensor_numel(t);
+    float *host = malloc(sizeof(float) * (size_t)n);
+    if (!host)
+        abort(); /* init-time and small next to the tensors themselves */
+    for (int64_t i = 0; i < n; i++)
+        host[i] = (float)gen(rng, arg);
+    struct tensor h = tensor_1d(host, DTYPE_F32, n);
+    if (t->dtype == DTYPE_F32) {
+        m->be->upload(m->be, t->data, host, sizeof(float) * (size_t)n);
+    } else {
+        float *dev = m->be->alloc(m->be, sizeof(float) * (size_t)n);
+        m->be->upload(m->be, dev, host, sizeof(float) * (size_t)n);
+        h.data = dev;
+        m->be->convert(m->be, t, &h);
+        m->be->free(m->be, dev);
+    }
+    free(host);
+}
+
+static double gen_normal(uint64_t *s, double std)
+{
+    double u1 = uniform01(s), u2 = uniform01(s);
+    return std * sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * PI * u2);
+}
+static double gen_uniform(uint64_t *s, double bound) { return bound * (2 * uniform01(s) - 1); }
+static double gen_const(uint64_t *s, double v) { (void)s; return v; }
+
+void llama_init_random(struct llama *m, uint64_t seed)
+{
+    uint64_t rng = seed;
+    fill(m, &m->embed, &rng, gen_normal, 0.02);
+    fill(m, &m->norm, &rng, gen_const, 1.0);
+    if (!m->spec->tie_embeddings)
+        fill(m, &m->head, &rng, gen_normal, 0.02);
+    for (int64_t l = 0; l < m->spec->layers; l++) {
+        struct llama_layer *ly = &m->layers[l];
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            if (ly->w[i].data)
+                fill(m, &ly->w[i], &rng, gen_normal, 0.02);
+            if (ly->bias[i].data)
+                fill(m, &ly->bias[i], &rng, gen_const, 0.0);
+        }
+        fill(m, &ly->ln_attn, &rng, gen_const, 1.0);
+        fill(m, &ly->ln_mlp, &rng, gen_const, 1.0);
+    }
+}
+
+void llama_init_lora(struct llama *m)
+{
+    uint64_t rng = m->seed ^ 0x10a4a11ULL;
+    for (int64_t l = 0; l < m->spec->layers; l++)
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            struct lora *lo = &m->layers[l].lora[i];
+            if (!lo->on)
+                continue;
+            /* kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3) x sqrt(3 / fan_in) = 1 / sqrt(fan_in). */
+            fill(m, &lo->A, &rng, gen_uniform, 1.0 / sqrt((double)lo->A.shape[1]));
+            m->be->zero(m->be, &lo->B);
+        }
+}

@@ -1,0 +1,203 @@
+/* PEFT adapter files; see peft.h. Tensor names are PEFT's for a
+ * LlamaForCausalLM wrapped by get_peft_model: base_model.model. + the
+ * transformers module path + .lora_A.weight / .lora_B.weight. */
+#include "model/peft.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/atomic_file.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+
+static void tensor_name(char *out, size_t len, int64_t layer, const char *module, const char *which)
+{
+    snprintf(out, len, "base_model.model.model.layers.%lld.%s.%s.weight", (long long)layer, module, which);
+}
+
+/* The short module name PEFT lists in target_modules: "q_proj". */
+static const char *leaf(const char *module)
+{
+    const char *dot = strrchr(module, '.');
+    return dot ? dot + 1 : module;
+}
+
+int peft_read_config(const char *dir, const struct model_spec *spec, struct run_config *rc, tune_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    cJSON *cfg = json_load_file(path, 1 << 20, err);
+    if (!cfg)
+        return -1;
+    char type[32] = "";
+    bool dora = false, rslora = false;
+    double alpha = 0, dropout = 0;
+    int rc_ = json_get_string(cfg, "peft_type", true, type, sizeof type, err) ||
+              json_get_int(cfg, "r", true, 1, 4096, &rc->lora_r, err) ||
+              json_get_real(cfg, "lora_alpha", true, &alpha, err) ||
+              json_get_real(cfg, "lora_dropout", false, &dropout, err) ||
+              json_get_bool(cfg, "use_dora", &dora, err) || json_get_bool(cfg, "use_rslora", &rslora, err);
+    if (!rc_ && strcmp(type, "LORA"))
+        rc_ = err_set(err, "peft_type: '%s' is not LORA", type);
+    if (!rc_ && (dora || rslora))
+        rc_ = err_set(err, "%s: tune does not train it yet", dora ? "use_dora" : "use_rslora");
+    const cJSON *mods = cJSON_GetObjectItemCaseSensitive(cfg, "target_modules");
+    if (!rc_ && !cJSON_IsArray(mods))
+        rc_ = err_set(err, "target_modules: expected a list of module names");
+    char list[512] = "";
+    const cJSON *it, *names = rc_ ? NULL : mods;
+    cJSON_ArrayForEach(it, names)
+    {
+        if (!cJSON_IsString(it)) {
+            rc_ = err_set(err, "target_modules: expected strings");
+            break;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", it->valuestring);
+    }
+    if (!rc_) {
+        rc->method = METHOD_LORA;
+        rc->lora_alpha = alpha;
+        rc->lora_dropout = dropout;
+        rc_ = run_parse_targets(rc, spec, list, err);
+    }
+    cJSON_Delete(cfg);
+    return rc_ ? err_prefix(err, "%s", path) : 0;
+}
+
+int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
+{
+    char path[4096], name[256];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    struct st_file f;
+    if (st_file_open(&f, path, err))
+        return -1;
+    int64_t expected = 0;
+    for (int64_t l = 0; l < m->spec->layers; l++)
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            struct lora *lo = &m->layers[l].lora[i];
+            if (!lo->on)
+                continue;
+            struct tensor *dst[2] = {&lo->A, &lo->B};
+            const char *which[2] = {"lora_A", "lora_B"};
+            for (int k = 0; k < 2; k++) {
+                tensor_name(name, sizeof name, l, m->lin[i].module, which[k]);
+                const struct st_tensor *t = st_file_find(&f, name);
+                if (!t) {
+                    st_file_close(&f);
+                    return err_set(err, "%s: missing tensor '%s'", path, name);
+                }
+                if (t->dtype != DTYPE_F32 || t->rank != 2 || t->shape[0] != dst[k]->shape[0] ||
+                    t->shape[1] != dst[k]->shape[1]) {
+                    st_file_close(&f);
+                    return err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected F32 [%lld, %lld]", path, name,
+                                   dtype_name(t->dtype), (long long)t->shape[0],
+                                   (long long)(t->rank > 1 ? t->shape[1] : 0), (long long)dst[k]->shape[0],
+                                   (long long)dst[k]->shape[1]);
+                }
+                m->be->upload(m->be, dst[k]->data, t->data, (size_t)t->nbytes);
+                expected++;
+            }
+        }
+    int64_t present = 0;
+    for (int i = 0; i < f.n_tensors; i++)
+        present += strstr(f.tensors[i].name, ".lora_") != NULL;
+    st_file_close(&f);
+    if (present != expected)
+        return err_set(err, "%s: holds %lld LoRA tensors, the run has %lld (targets or layers differ)", path,
+                       (long long)present, (long long)expected);
+    return 0;
+}
+
+static int write_config(const struct llama *m, const char *dir, const char *base_model, tune_err *err)
+{
+    cJSON *c = cJSON_CreateObject();
+    if (base_model)
+        cJSON_AddStringToObject(c, "base_model_name_or_path", base_model);
+    else
+        cJSON_AddNullToObject(c, "base_model_name_or_path");
+    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddBoolToObject(c, "fan_in_fan_out", false);
+    cJSON_AddBoolToObject(c, "inference_mode", true);
+    cJSON_AddBoolToObject(c, "init_lora_weights", true);
+    cJSON_AddNumberToObject(c, "lora_alpha", m->rc.lora_alpha);
+    cJSON_AddNumberToObject(c, "lora_dropout", m->rc.lora_dropout);
+    cJSON_AddNullToObject(c, "modules_to_save");
+    cJSON_AddStringToObject(c, "peft_type", "LORA");
+    cJSON_AddNumberToObject(c, "r", (double)m->rc.lora_r);
+    cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
+    cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
+    cJSON *targets = cJSON_AddArrayToObject(c, "target_modules");
+    for (int i = 0; i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
+        bool on = false;
+        for (int64_t l = 0; l < m->spec->layers; l++)
+            on |= m->layers[l].lora[i].on;
+        if (on)
+            cJSON_AddItemToArray(targets, cJSON_CreateString(leaf(m->lin[i].module)));
+    }
+    if (m->rc.all_layers) {
+        cJSON_AddNullToObject(c, "layers_to_transform");
+    } else {
+        cJSON *layers = cJSON_AddArrayToObject(c, "layers_to_transform");
+        for (int64_t l = 0; l < m->spec->layers; l++)
+            if (m->rc.layer_selected[l])
+                cJSON_AddItemToArray(layers, cJSON_CreateNumber((double)l));
+    }
+    cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
+    cJSON_AddBoolToObject(c, "use_dora", false);
+    cJSON_AddBoolToObject(c, "use_rslora", false);
+    char *text = cJSON_Print(c);
+    cJSON_Delete(c);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    int rc = text ? atomic_file_save(path, text, strlen(text), err) : err_set(err, "out of memory");
+    free(text);
+    return rc;
+}
+
+int peft_save_adapter(const struct llama *m, const char *dir, const char *base_model, tune_err *err)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return err_set(err, "%s: cannot create: %s", dir, strerror(errno));
+    struct st_writer w;
+    st_writer_init(&w);
+    /* Names must outlive the writer: one block for all of them. */
+    int64_t n = 0;
+    for (int64_t l = 0; l < m->spec->layers; l++)
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++)
+            n += m->layers[l].lora[i].on ? 2 : 0;
+    char (*names)[160] = calloc((size_t)(n ? n : 1), sizeof *names);
+    float **host = calloc((size_t)(n ? n : 1), sizeof *host);
+    int rc = names && host ? 0 : err_set(err, "out of memory");
+    int64_t k = 0;
+    for (int64_t l = 0; !rc && l < m->spec->layers; l++)
+        for (int i = 0; !rc && i < LAYOUT_MAX_LINEARS; i++) {
+            const struct lora *lo = &m->layers[l].lora[i];
+            if (!lo->on)
+                continue;
+            const struct tensor *src[2] = {&lo->A, &lo->B};
+            const char *which[2] = {"lora_A", "lora_B"};
+            for (int j = 0; !rc && j < 2; j++, k++) {
+                tensor_name(names[k], sizeof names[k], l, m->lin[i].module, which[j]);
+                size_t bytes = sizeof(float) * (size_t)tensor_numel(src[j]);
+                if (!(host[k] = malloc(bytes))) {
+                    rc = err_set(err, "out of memory");
+                    break;
+                }
+                m->be->download(m->be, host[k], src[j]->data, bytes);
+                rc = st_writer_add(&w, names[k], DTYPE_F32, 2, src[j]->shape, host[k], err);
+            }
+        }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if (!rc)
+        rc = st_writer_set_metadata(&w, "format", "pt", err) || st_writer_write(&w, path, err);
+    st_writer_free(&w);
+    for (int64_t j = 0; host && j < n; j++)
+        free(host[j]);
+    free(host);
+    free(names);
+    return rc ? -1 : write_config(m, dir, base_model, err);
+}

@@ -1,0 +1,25 @@
+/* LoRA adapters in PEFT's layout: adapter_config.json (PEFT's fields) and
+ * adapter_model.safetensors with PEFT's tensor names
+ * ("base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight"), so an
+ * adapter trained here loads with PeftModel.from_pretrained and one trained
+ * with PEFT loads here. */
+#ifndef TUNE_MODEL_PEFT_H
+#define TUNE_MODEL_PEFT_H
+
+#include "model/llama.h"
+#include "plan/run.h"
+
+/* Reads DIR/adapter_config.json into rc's LoRA fields (r, alpha, dropout,
+ * targets, layers). Refuses what tune does not train (DoRA, rsLoRA with
+ * patterns, biases, modules_to_save) with the field named. */
+int peft_read_config(const char *dir, const struct model_spec *spec, struct run_config *rc, tune_err *err);
+
+/* Loads DIR/adapter_model.safetensors into m's LoRA factors: every factor
+ * the run has must be there with its shape, and no other lora tensor. */
+int peft_load_adapter(struct llama *m, const char *dir, tune_err *err);
+
+/* Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (fp32),
+ * each atomically. base_model names the base for PEFT (may be NULL). */
+int peft_save_adapter(const struct llama *m, const char *dir, const char *base_model, tune_err *err);
+
+#endif

@@ -1,0 +1,87 @@
+/* See optimizer.h. Works instance by instance: the plan pads each instance
+ * to PLAN_ALIGN, so a buffer's instances are not one contiguous array. */
+#include "train/optimizer.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* Calls fn on every instance of every buffer of category cat. */
+static void each_instance(const struct plan_arena *a, enum plan_category cat,
+                          void (*fn)(void *ctx, const struct plan_buffer *b, int64_t inst), void *ctx)
+{
+    const struct mem_plan *p = a->plan;
+    for (int i = 0; i < p->n; i++)
+        if (p->buf[i].category == cat)
+            for (int64_t k = 0; k < p->buf[i].count; k++)
+                fn(ctx, &p->buf[i], k);
+}
+
+struct norm_ctx {
+    struct backend *be;
+    const struct plan_arena *a;
+    double sum;
+    float scale;
+};
+
+static void add_squares(void *ctx, const struct plan_buffer *b, int64_t inst)
+{
+    struct norm_ctx *c = ctx;
+    struct tensor t = tensor_1d(plan_arena_at(c->a, b->name, inst), b->dtype, b->elems);
+    c->sum += c->be->sum_squares(c->be, &t);
+}
+
+double optim_grad_norm(struct backend *be, const struct plan_arena *a)
+{
+    struct norm_ctx c = {be, a, 0, 1};
+    each_instance(a, PLAN_GRADS, add_squares, &c);
+    return sqrt(c.sum);
+}
+
+static void scale_one(void *ctx, const struct plan_buffer *b, int64_t inst)
+{
+    struct norm_ctx *c = ctx;
+    struct tensor t = tensor_1d(plan_arena_at(c->a, b->name, inst), b->dtype, b->elems);
+    c->be->scale(c->be, &t, c->scale);
+}
+
+void optim_clip(struct backend *be, const struct plan_arena *a, double norm, double max_norm)
+{
+    double coef = max_norm / (norm + 1e-6);
+    if (max_norm <= 0 || coef >= 1)
+        return;
+    struct norm_ctx c = {be, a, 0, (float)coef};
+    each_instance(a, PLAN_GRADS, scale_one, &c);
+}
+
+struct adam_ctx {
+    struct backend *be;
+    const struct plan_arena *a;
+    const struct adamw_config *cfg;
+    double lr;
+    int64_t step;
+};
+
+static struct tensor named(const struct plan_arena *a, const char *base, const char *suffix, int64_t inst,
+                           int64_t elems)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    return tensor_1d(plan_arena_at(a, name, inst), DTYPE_F32, elems);
+}
+
+static void adam_one(void *ctx, const struct plan_buffer *b, int64_t inst)
+{
+    struct adam_ctx *c = ctx;
+    struct tensor p = named(c->a, b->name, "", inst, b->elems), g = named(c->a, b->name, ".grad", inst, b->elems);
+    struct tensor m = named(c->a, b->name, ".exp_avg", inst, b->elems);
+    struct tensor v = named(c->a, b->name, ".exp_avg_sq", inst, b->elems);
+    c->be->adamw(c->be, &p, &g, &m, &v, (float)c->lr, (float)c->cfg->beta1, (float)c->cfg->beta2,
+                 (float)c->cfg->eps, (float)c->cfg->weight_decay, c->step);
+}
+
+void optim_adamw_step(struct backend *be, const struct plan_arena *a, const struct adamw_config *c, double lr,
+                      int64_t step)
+{
+    struct adam_ctx ctx = {be, a, c, lr, step};
+    each_instance(a, PLAN_TRAINABLE, adam_one, &ctx);
+}

@@ -1,0 +1,76 @@
+/* The training loop: gradient accumulation with the loss normalized over all
+ * labelled tokens of the accumulated batch, global-norm clipping, AdamW with a
+ * schedule, evaluation, metrics, progress, and checkpoints that resume
+ * exactly (every later loss bit-identical on the CPU). */
+#ifndef TUNE_TRAIN_TRAINER_H
+#define TUNE_TRAIN_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "model/llama.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+struct train_config {
+    struct adamw_config adamw;
+    enum lr_schedule schedule;
+    int64_t warmup_steps;
+    int64_t epochs;
+    int64_t max_steps;      /* 0: as many as the epochs take */
+    int64_t grad_accum;
+    double max_grad_norm;   /* 0: no clipping */
+    int64_t logging_steps;  /* progress lines when not on a terminal */
+    int64_t eval_steps;     /* 0: only at the end */
+    int64_t save_steps;     /* 0: only the final adapter */
+    int64_t save_total_limit; /* checkpoints kept, 0: all */
+    uint64_t seed;
+    const char *output_dir;
+    const char *base_model; /* recorded in the adapter's config */
+};
+
+/* Micro-batches come from the data layer through this interface. */
+struct batch_stream {
+    void *ctx;
+    /* Positions the stream at micro-batch `index` of `epoch` (shuffled by the
+     * stream's seed and the epoch). */
+    int (*seek)(void *ctx, int64_t epoch, int64_t index, tune_err *err);
+    /* Fills b (memory owned by the stream, valid until the next call): 1 when
+     * it did, 0 at the end of the epoch, -1 on error. */
+    int (*next)(void *ctx, struct llama_batch *b, tune_err *err);
+    int64_t batches_per_epoch;
+};
+
+struct trainer {
+    struct llama *m;
+    struct train_config cfg;
+    int64_t step;            /* optimizer steps done */
+    int64_t epoch, index;    /* data position: next micro-batch */
+    int64_t total_steps;
+    FILE *metrics;           /* OUTPUT/metrics.jsonl */
+    double last_loss;
+};
+
+/* Prepares OUTPUT (created if needed) and the metrics file. */
+int trainer_init(struct trainer *t, struct llama *m, const struct train_config *cfg,
+                 const struct batch_stream *train, tune_err *err);
+void trainer_free(struct trainer *t);
+
+/* Trains until max_steps or the last epoch, evaluating on `eval` (may be
+ * NULL) every eval_steps and at the end, checkpointing every save_steps,
+ * and writes the final adapter to OUTPUT/final. */
+int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stream *eval, tune_err *err);
+
+/* Mean loss over every labelled token of one pass of `eval`. */
+double trainer_evaluate(struct trainer *t, struct batch_stream *eval, tune_err *err);
+
+/* Restores the state of OUTPUT/checkpoint-N into t (adapter, optimizer
+ * states, step, data position); metrics rows after that step are dropped. */
+int trainer_resume(struct trainer *t, const char *checkpoint_dir, tune_err *err);
+
+/* Writes OUTPUT/checkpoint-<step> atomically (a temporary directory renamed
+ * into place) and prunes the oldest beyond save_total_limit. */
+int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train, tune_err *err);
+
+#endif
