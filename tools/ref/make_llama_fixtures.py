@@ -8,7 +8,8 @@ LoRA adapter on all seven linears saved by PEFT itself (adapter/, with lora_B
 made non-zero so every gradient is), and golden.safetensors: a packed batch of
 two sequences, the loss (mean over labelled tokens of both) and the gradient
 of every LoRA tensor, computed by running each sequence through the PEFT model
-separately (transformers' own causal mask, no packing tricks)."""
+separately (transformers' own causal mask, no packing tricks), and two weights
+of PEFT's merge_and_unload() for `tune merge`."""
 import json
 import os
 
@@ -73,6 +74,9 @@ golden = {
 for name, p in peft_model.named_parameters():
     if p.requires_grad:
         golden[name.replace("base_model.model.", "") + ".grad"] = p.grad.detach().contiguous()
+merged = peft_model.merge_and_unload()  # PEFT's own merge: W + (alpha / r) B A
+for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]:
+    golden["merged." + name] = merged.state_dict()[name].detach().contiguous()
 save_file(golden, os.path.join(OUT, "golden.safetensors"))
 json.dump({"loss_mean": float(total / count), "count": count}, open(os.path.join(OUT, "golden.json"), "w"))
 print("loss", float(total / count), "count", count, "grads", sum(1 for k in golden if k.endswith(".grad")))

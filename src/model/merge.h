@@ -1,0 +1,15 @@
+/* `tune merge`: a base model folder plus a PEFT LoRA adapter -> a new folder
+ * whose weights are W + (alpha / r) B A (PEFT's merge_and_unload), in the
+ * base's dtype, sharded as transformers writes them, with the config and
+ * tokenizer files copied, so from_pretrained loads it as a plain model. */
+#ifndef TUNE_MODEL_MERGE_H
+#define TUNE_MODEL_MERGE_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+
+int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_dir, int64_t max_shard_bytes,
+               tune_err *err);
+
+#endif
