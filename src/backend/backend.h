@@ -143,9 +143,11 @@ struct backend {
                     uint64_t offset);
 
     /* AdamW as torch.optim.AdamW: decoupled weight decay, bias correction;
-     * step counts from 1. param, grad, m, v fp32 of the same numel. */
+     * step counts from 1. param, grad, m, v fp32 of the same numel. The
+     * hyperparameters are double, as torch's Python floats are: 1 - beta2
+     * from a float beta2 (0.999f) is off by 1.3e-5, and so would be v. */
     void (*adamw)(struct backend *b, struct tensor *param, const struct tensor *grad, struct tensor *m,
-                  struct tensor *v, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  struct tensor *v, double lr, double beta1, double beta2, double eps, double weight_decay,
                   int64_t step);
     /* Sum of squares of x (fp32 accumulation), for the global grad norm. */
     double (*sum_squares)(struct backend *b, const struct tensor *x);

@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"plan", cmd_plan, "per-GPU memory of a training run, whether it fits, what to rent"},
     {"inspect", cmd_inspect, "a model's spec and parameter count by component"},
+    {"merge", cmd_merge, "fold a LoRA adapter into its base model"},
 };
 
 static void usage(FILE *out)

@@ -75,8 +75,8 @@ static void adam_one(void *ctx, const struct plan_buffer *b, int64_t inst)
     struct tensor p = named(c->a, b->name, "", inst, b->elems), g = named(c->a, b->name, ".grad", inst, b->elems);
     struct tensor m = named(c->a, b->name, ".exp_avg", inst, b->elems);
     struct tensor v = named(c->a, b->name, ".exp_avg_sq", inst, b->elems);
-    c->be->adamw(c->be, &p, &g, &m, &v, (float)c->lr, (float)c->cfg->beta1, (float)c->cfg->beta2,
-                 (float)c->cfg->eps, (float)c->cfg->weight_decay, c->step);
+    c->be->adamw(c->be, &p, &g, &m, &v, c->lr, c->cfg->beta1, c->cfg->beta2, c->cfg->eps, c->cfg->weight_decay,
+                 c->step);
 }
 
 void optim_adamw_step(struct backend *be, const struct plan_arena *a, const struct adamw_config *c, double lr,
