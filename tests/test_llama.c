@@ -230,6 +230,41 @@ static void test_merge_matches_peft(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Generation over a KV cache gives transformers' next-token logits, whether
+ * the prompt goes in at once or one token at a time. */
+static void test_decode_matches_transformers(void **state)
+{
+    struct fixture *f = *state;
+    struct run_config rc = f->rc;
+    rc.grad_ckpt = GRAD_CKPT_FULL;
+    rc.lora_dropout = 0;
+    struct llama m;
+    tune_err err = {{0}};
+    if (llama_init(&m, &f->spec, &rc, backend_cpu(), 7, &err) || llama_load_weights(&m, FIX, &err) ||
+        peft_load_adapter(&m, FIX "/adapter", &err))
+        fail_msg("%s", err.msg);
+    const int32_t *ids = st_file_find(&f->golden, "input_ids")->data;
+    int32_t n = ((const int32_t *)st_file_find(&f->golden, "starts")->data)[1];
+    const float *want = golden_f32(f, "last_logits", f->spec.vocab);
+    float *logits = malloc(sizeof(float) * (size_t)f->spec.vocab);
+    for (int stepwise = 0; stepwise < 2; stepwise++) {
+        struct llama_kv_cache kv;
+        assert_int_equal(llama_kv_cache_init(&kv, &m, rc.seq, &err), 0);
+        if (stepwise) {
+            for (int32_t t = 0; t < n; t++)
+                assert_int_equal(llama_decode(&m, &kv, ids + t, 1, logits, &err), 0);
+        } else {
+            assert_int_equal(llama_decode(&m, &kv, ids, n, logits, &err), 0);
+        }
+        double e = rel_l2(logits, want, f->spec.vocab);
+        if (e > 1e-5)
+            fail_msg("%s logits: relative error %.3g", stepwise ? "token-by-token" : "prefill", e);
+        llama_kv_cache_free(&kv, &m);
+    }
+    free(logits);
+    llama_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_adapter_round_trip),
         cmocka_unit_test(test_checkpointing_is_exact),
         cmocka_unit_test(test_merge_matches_peft),
+        cmocka_unit_test(test_decode_matches_transformers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -119,6 +119,14 @@ struct backend {
                                const struct tensor *out, const struct tensor *lse,
                                const struct seq_layout *sl, int64_t window, float scale);
 
+    /* Decoding with a KV cache: n new query tokens of one sequence at
+     * positions [pos0, pos0 + n) attend to the cache, which already holds
+     * their own keys and values: q [n, H, D], kcache, vcache [P, KV, D] with
+     * P >= pos0 + n -> out [n, H, D]. Causal, window and sinks as attention. */
+    void (*attention_cached)(struct backend *b, struct tensor *out, const struct tensor *q,
+                             const struct tensor *kcache, const struct tensor *vcache, const struct tensor *sinks,
+                             int64_t pos0, int64_t window, float scale);
+
     /* h[T, I] = silu(gate) * up. */
     void (*swiglu)(struct backend *b, struct tensor *h, const struct tensor *gate, const struct tensor *up);
     /* dgate, dup [T, I] overwritten from dh. */

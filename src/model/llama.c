@@ -302,3 +302,114 @@ double llama_step(struct llama *m, const struct llama_batch *batch, bool backwar
     *counted = count;
     return loss;
 }
+
+/* Inference over a KV cache: the n tokens at positions [pos0, pos0 + n) of
+ * one sequence (a prompt, then one token at a time) run through every layer,
+ * their keys and values appended to the cache; the logits of the last one go
+ * to logits_out [V] (host). Uses the "recompute" working set, so the model
+ * must be planned with full checkpointing and seq >= the cache length. */
+int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids, int64_t n, float *logits_out,
+                 tune_err *err)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    int64_t C = s->hidden, kvd = s->kv_heads * s->head_dim, pos0 = kv->length;
+    if (m->rc.grad_ckpt != GRAD_CKPT_FULL || m->rc.lora_dropout != 0)
+        return err_set(err, "llama_decode needs a model planned with full checkpointing and no dropout");
+    if (n < 1 || pos0 + n > kv->capacity || pos0 + n > m->rc.seq)
+        return err_set(err, "%lld tokens at position %lld overflow the cache of %lld", (long long)n, (long long)pos0,
+                       (long long)kv->capacity);
+    for (int64_t t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= s->vocab)
+            return err_set(err, "token id %d is outside the vocabulary of %lld", ids[t], (long long)s->vocab);
+    char *dev = plan_arena_at(&m->arena, "batch.{input_ids,labels,positions,seq_starts}", 0);
+    int32_t *host = malloc(sizeof(int32_t) * (size_t)(2 * n));
+    if (!host)
+        return err_set(err, "out of memory");
+    memcpy(host, ids, sizeof(int32_t) * (size_t)n);
+    for (int64_t t = 0; t < n; t++)
+        host[n + t] = (int32_t)(pos0 + t);
+    be->upload(be, dev, host, sizeof(int32_t) * (size_t)(2 * n));
+    free(host);
+    struct tensor idt = tensor_1d(dev, DTYPE_I32, n);
+    struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
+
+    struct tensor x = view(m, "layers.*.input", 0, 0, n, C), out = view(m, "norm.input", 0, 0, n, C);
+    be->embedding(be, &x, &m->embed, &idt);
+    int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};
+    for (int64_t l = 0; l < s->layers; l++) {
+        struct llama_layer *L = &m->layers[l];
+        struct layer_acts a = layer_views(m, l, n, true);
+        a.x = x;
+        be->rmsnorm(be, &a.xn1, &a.rstd1, &a.x, &L->ln_attn, (float)s->rms_eps);
+        /* k and v go straight into the cache rows of these positions. */
+        size_t row = (size_t)dtype_bytes(kv->dtype, kvd);
+        struct tensor kc = tensor_2d((char *)kv->k[l] + row * (size_t)pos0, kv->dtype, n, kvd);
+        struct tensor vc = tensor_2d((char *)kv->v[l] + row * (size_t)pos0, kv->dtype, n, kvd);
+        linear_forward(m, l, LIN_Q, &a.q, &a.xn1, &a.xa[LIN_Q], 0, 0);
+        linear_forward(m, l, LIN_K, &kc, &a.xn1, &a.xa[LIN_K], 0, 0);
+        linear_forward(m, l, LIN_V, &vc, &a.xn1, &a.xa[LIN_V], 0, 0);
+        struct tensor q3 = tensor_reshape(&a.q, 3, qs), k3 = tensor_reshape(&kc, 3, ks), o3 = tensor_reshape(&a.att, 3, qs);
+        be->rope(be, &q3, &m->rope, &sl, false);
+        be->rope(be, &k3, &m->rope, &sl, false);
+        int64_t cs[3] = {pos0 + n, s->kv_heads, s->head_dim};
+        struct tensor kall = tensor_reshape(&(struct tensor){kv->k[l], kv->dtype, 2, {pos0 + n, kvd}}, 3, cs);
+        struct tensor vall = tensor_reshape(&(struct tensor){kv->v[l], kv->dtype, 2, {pos0 + n, kvd}}, 3, cs);
+        be->attention_cached(be, &o3, &q3, &kall, &vall, NULL, pos0, L->window, m->attn_scale);
+        be->convert(be, &a.mid, &a.x);
+        linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], 1, 0);
+        be->rmsnorm(be, &a.xn2, &a.rstd2, &a.mid, &L->ln_mlp, (float)s->rms_eps);
+        linear_forward(m, l, LIN_GATE, &a.gate, &a.xn2, &a.xa[LIN_GATE], 0, 0);
+        linear_forward(m, l, LIN_UP, &a.up, &a.xn2, &a.xa[LIN_UP], 0, 0);
+        be->swiglu(be, &a.h, &a.gate, &a.up);
+        be->convert(be, &out, &a.mid);
+        linear_forward(m, l, LIN_DOWN, &out, &a.h, &a.xa[LIN_DOWN], 1, 0);
+        be->convert(be, &x, &out);
+    }
+    kv->length = pos0 + n;
+    struct tensor last = tensor_rows(&x, n - 1, 1), xn = view(m, "norm.out", 0, 0, 1, C);
+    struct tensor rstd = view(m, "norm.rstd", 0, 0, 1, 1), logits = view(m, "loss.logits_chunk", 0, 0, 1, s->vocab);
+    be->rmsnorm(be, &xn, &rstd, &last, &m->norm, (float)s->rms_eps);
+    be->matmul(be, &logits, &xn, false, &m->head, true, 1.0f, 0.0f);
+    be->download(be, logits_out, logits.data, sizeof(float) * (size_t)s->vocab);
+    return 0;
+}
+
+int llama_kv_cache_init(struct llama_kv_cache *kv, const struct llama *m, int64_t capacity, tune_err *err)
+{
+    const struct model_spec *s = m->spec;
+    memset(kv, 0, sizeof *kv);
+    kv->capacity = capacity;
+    kv->layers = s->layers;
+    kv->dtype = plan_find(&m->plan, "layers.*.input")->dtype;
+    kv->k = calloc((size_t)s->layers, sizeof *kv->k);
+    kv->v = calloc((size_t)s->layers, sizeof *kv->v);
+    size_t bytes = (size_t)dtype_bytes(kv->dtype, capacity * s->kv_heads * s->head_dim);
+    for (int64_t l = 0; kv->k && kv->v && l < s->layers; l++)
+        if (!(kv->k[l] = m->be->alloc(m->be, bytes)) || !(kv->v[l] = m->be->alloc(m->be, bytes)))
+            break;
+    for (int64_t l = 0; kv->k && kv->v && l < s->layers; l++)
+        if (!kv->k[l] || !kv->v[l]) {
+            llama_kv_cache_free(kv, m);
+            return err_set(err, "cannot allocate a KV cache of %lld positions", (long long)capacity);
+        }
+    if (!kv->k || !kv->v) {
+        llama_kv_cache_free(kv, m);
+        return err_set(err, "out of memory");
+    }
+    kv->be = m->be;
+    return 0;
+}
+
+void llama_kv_cache_free(struct llama_kv_cache *kv, const struct llama *m)
+{
+    for (int64_t l = 0; l < kv->layers; l++) {
+        if (kv->k && kv->k[l])
+            m->be->free(m->be, kv->k[l]);
+        if (kv->v && kv->v[l])
+            m->be->free(m->be, kv->v[l]);
+    }
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}

@@ -79,6 +79,23 @@ void llama_init_lora(struct llama *m);
 double llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale,
                   uint64_t step, int64_t *counted, tune_err *err);
 
+/* Keys and values of past positions, per layer [capacity, KV * D]. */
+struct llama_kv_cache {
+    void **k, **v;
+    int64_t layers, capacity, length;
+    enum dtype dtype;
+    struct backend *be;
+};
+int llama_kv_cache_init(struct llama_kv_cache *kv, const struct llama *m, int64_t capacity, tune_err *err);
+void llama_kv_cache_free(struct llama_kv_cache *kv, const struct llama *m);
+
+/* Runs n new tokens of one sequence through the model over the cache
+ * (appending their keys and values) and writes the last token's logits to
+ * logits_out [V] on the host. Needs a model planned with full checkpointing,
+ * no dropout and seq >= the cache capacity (its working buffers). */
+int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids, int64_t n, float *logits_out,
+                 tune_err *err);
+
 /* Zeroes every gradient of the trainable tensors. */
 void llama_zero_grads(struct llama *m);
 

@@ -58,6 +58,9 @@ labels[0][:2] = -100  # a masked prompt
 ids, labels = torch.cat(ids), torch.cat(labels)
 count = int((labels != -100).sum())
 
+peft_model.eval()
+with torch.no_grad():  # for generation: the next-token logits after the first sequence
+    last_logits = peft_model(input_ids=seqs[0][None]).logits[0, -1].contiguous()
 peft_model.train()
 total = torch.zeros((), dtype=torch.float64)
 for s, (a, b) in zip(seqs, zip(starts[:-1], starts[1:])):
@@ -74,6 +77,7 @@ golden = {
 for name, p in peft_model.named_parameters():
     if p.requires_grad:
         golden[name.replace("base_model.model.", "") + ".grad"] = p.grad.detach().contiguous()
+golden["last_logits"] = last_logits
 merged = peft_model.merge_and_unload()  # PEFT's own merge: W + (alpha / r) B A
 for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]:
     golden["merged." + name] = merged.state_dict()[name].detach().contiguous()

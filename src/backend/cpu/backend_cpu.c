@@ -62,6 +62,7 @@ static struct backend cpu_backend = {
     .rope = cpu_rope,
     .attention = cpu_attention,
     .attention_backward = cpu_attention_backward,
+    .attention_cached = cpu_attention_cached,
     .swiglu = cpu_swiglu,
     .swiglu_backward = cpu_swiglu_backward,
     .cross_entropy = cpu_cross_entropy,

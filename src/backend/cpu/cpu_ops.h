@@ -51,6 +51,10 @@ void cpu_attention_backward(struct backend *b, struct tensor *dq, struct tensor 
                             const struct tensor *out, const struct tensor *lse, const struct seq_layout *sl,
                             int64_t window, float scale);
 
+void cpu_attention_cached(struct backend *b, struct tensor *out, const struct tensor *q, const struct tensor *kcache,
+                          const struct tensor *vcache, const struct tensor *sinks, int64_t pos0, int64_t window,
+                          float scale);
+
 void cpu_swiglu(struct backend *b, struct tensor *h, const struct tensor *gate, const struct tensor *up);
 void cpu_swiglu_backward(struct backend *b, struct tensor *dgate, struct tensor *dup, const struct tensor *dh,
                          const struct tensor *gate, const struct tensor *up);
