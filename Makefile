@@ -9,7 +9,7 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -Isrc -MMD -MP
-LDLIBS  += -lcjson -lpcre2-8 -lopenblas -lm
+LDLIBS  += -lcjson -lpcre2-8 -lopenblas -lyaml -lm
 LDFLAGS += -fopenmp
 
 ifeq ($(CI),true)

@@ -97,5 +97,22 @@ checks=$((checks + 1))
     fail "--svg did not write a well-formed SVG"
 expect 1 "--svg /nonexistent/dir/x.svg: cannot write" -- plan --model llama-3.1-8b --svg /nonexistent/dir/x.svg
 
+# tune tokenize: ids, a dataset's statistics, one-line errors naming file:line and field.
+tok=tests/fixtures/tokenizer/llama3_style.tokenizer.json
+dat=tests/fixtures/data
+expect 0 "677 317 505 83 261 64 83 13" -- tokenize --tokenizer $tok --text "The cat sat."
+expect 0 "examples    7 (0 dropped" -- tokenize --tokenizer $tok --data $dat/grading \
+    --template $dat/grading.template.json --eos "<|end_of_text|>"
+expect 0 "truncated   4 (to 200 tokens, keeping the start)" -- tokenize --tokenizer $tok \
+    --data $dat/grading --template $dat/grading.template.json --max-length 200
+expect 0 "|5|/|5|.|<|eot_id|>" -- tokenize --tokenizer $tok --data $dat/chat.jsonl --chat-format llama3
+expect 1 "bad/invalid.jsonl:3: invalid JSON" -- tokenize --tokenizer $tok --data $dat/bad/invalid.jsonl
+expect 1 "record 1: prompt: field 'answer' is missing (in rubric_alignment[1])" -- tokenize \
+    --tokenizer $tok --data $dat/bad/missing_field.json --template $dat/grading.template.json
+expect 1 "--eos: 'nope' is not a token" -- tokenize --tokenizer $tok --data $dat/text.jsonl --eos nope
+expect 2 "--max-length: 'x' is not an integer" -- tokenize --tokenizer $tok --data $dat --max-length x
+expect 2 "give --tokenizer FILE" -- tokenize --text hi
+expect 0 "usage: tune tokenize" -- tokenize --help
+
 echo "cli_test: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]

@@ -3,7 +3,7 @@
 # through sudo); does nothing for packages already present. python3 (stdlib
 # only) parses tune's JSON output in the tests.
 set -eu
-packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev"
+packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev libyaml-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,6 +4,8 @@
 
 int cmd_plan(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@ static const struct {
 } commands[] = {
     {"plan", cmd_plan, "per-GPU memory of a training run, whether it fits, what to rent"},
     {"inspect", cmd_inspect, "a model's spec and parameter count by component"},
+    {"tokenize", cmd_tokenize, "the ids of a text; a dataset's examples, tokens and loss mask"},
+    {"train", cmd_train, "LoRA fine-tuning (CPU today), with checkpoints and exact resume"},
     {"merge", cmd_merge, "fold a LoRA adapter into its base model"},
 };
 

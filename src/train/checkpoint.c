@@ -204,10 +204,5 @@ int trainer_resume(struct trainer *t, const char *dir, tune_err *err)
         return err_set(err, "%s: seed %lld differs from the run's %llu", path, (long long)seed,
                        (unsigned long long)t->cfg.seed);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (peft_load_adapter(t->m, dir, err) || load_optimizer(t, path, err))
-        return -1;
-    if (t->metrics)
-        fclose(t->metrics);
-    t->metrics = NULL;
-    return metrics_open(&t->metrics, t->cfg.output_dir, t->step, err);
+    return peft_load_adapter(t->m, dir, err) || load_optimizer(t, path, err) ? -1 : 0;
 }

@@ -61,7 +61,7 @@ int trainer_init(struct trainer *t, struct llama *m, const struct train_config *
     if (t->total_steps < 1)
         return err_set(err, "no training steps: the dataset gives %lld micro-batches per epoch",
                        (long long)train->batches_per_epoch);
-    return metrics_open(&t->metrics, cfg->output_dir, 0, err);
+    return 0;
 }
 
 void trainer_free(struct trainer *t)
@@ -80,13 +80,13 @@ static int next_batch(struct trainer *t, struct batch_stream *s, struct llama_ba
             return 0;
         int rc = s->next(s->ctx, b, err);
         if (rc != 0) {
-            t->index += rc > 0;
+            s->tell(s->ctx, &t->epoch, &t->index);
             return rc;
         }
         t->epoch++;
         t->index = 0;
-        if ((t->epoch >= t->cfg.epochs && !t->cfg.max_steps) || s->seek(s->ctx, t->epoch, 0, err))
-            return t->epoch >= t->cfg.epochs && !t->cfg.max_steps ? 0 : -1;
+        if (s->seek(s->ctx, t->epoch, 0, err))
+            return -1;
     }
 }
 
@@ -159,7 +159,7 @@ static int train_step(struct trainer *t, struct batch_stream *s, struct held_bat
     double lr = schedule_lr(t->cfg.schedule, t->cfg.adamw.lr, t->step, t->cfg.warmup_steps, t->total_steps);
     optim_adamw_step(be, &t->m->arena, &t->cfg.adamw, lr, t->step + 1);
     t->step++;
-    *out = (struct step_metrics){t->step, (double)t->epoch + (double)t->index / (double)(s->batches_per_epoch ? s->batches_per_epoch : 1),
+    *out = (struct step_metrics){t->step, (double)t->epoch + (double)t->index / (double)(s->items_per_epoch ? s->items_per_epoch : 1),
                                  labels ? loss / (double)labels : NAN, lr, norm, tokens, now() - t0};
     t->last_loss = out->loss;
     return 1;
@@ -170,7 +170,9 @@ int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stre
     struct held_batch *held = calloc((size_t)t->cfg.grad_accum, sizeof *held);
     if (!held)
         return err_set(err, "out of memory");
-    int rc = train->seek(train->ctx, t->epoch, t->index, err);
+    /* A fresh run starts its metrics anew; a resumed one keeps the rows up to its step. */
+    int rc = metrics_open(&t->metrics, t->cfg.output_dir, t->step, err) ||
+             train->seek(train->ctx, t->epoch, t->index, err);
     struct progress prog;
     progress_init(&prog, t->total_steps, t->step);
     while (!rc && t->step < t->total_steps) {

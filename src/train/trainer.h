@@ -30,29 +30,33 @@ struct train_config {
     const char *base_model; /* recorded in the adapter's config */
 };
 
-/* Micro-batches come from the data layer through this interface. */
+/* Micro-batches come from the data layer through this interface. A position
+ * is (epoch, index) in the stream's own units (e.g. examples): the trainer
+ * only stores it and gives it back. */
 struct batch_stream {
     void *ctx;
-    /* Positions the stream at micro-batch `index` of `epoch` (shuffled by the
-     * stream's seed and the epoch). */
+    /* Positions the stream at `index` of `epoch`. */
     int (*seek)(void *ctx, int64_t epoch, int64_t index, tune_err *err);
+    /* The position of the next micro-batch. */
+    void (*tell)(void *ctx, int64_t *epoch, int64_t *index);
     /* Fills b (memory owned by the stream, valid until the next call): 1 when
-     * it did, 0 at the end of the epoch, -1 on error. */
+     * it did, 0 when the epoch has no more, -1 on error. */
     int (*next)(void *ctx, struct llama_batch *b, tune_err *err);
-    int64_t batches_per_epoch;
+    int64_t batches_per_epoch; /* for the step count and the epoch fraction */
+    int64_t items_per_epoch;   /* units of index in an epoch */
 };
 
 struct trainer {
     struct llama *m;
     struct train_config cfg;
     int64_t step;            /* optimizer steps done */
-    int64_t epoch, index;    /* data position: next micro-batch */
+    int64_t epoch, index;    /* data position of the next micro-batch (the stream's units) */
     int64_t total_steps;
     FILE *metrics;           /* OUTPUT/metrics.jsonl */
     double last_loss;
 };
 
-/* Prepares OUTPUT (created if needed) and the metrics file. */
+/* Prepares OUTPUT (created if needed). */
 int trainer_init(struct trainer *t, struct llama *m, const struct train_config *cfg,
                  const struct batch_stream *train, tune_err *err);
 void trainer_free(struct trainer *t);
@@ -66,7 +70,8 @@ int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stre
 double trainer_evaluate(struct trainer *t, struct batch_stream *eval, tune_err *err);
 
 /* Restores the state of OUTPUT/checkpoint-N into t (adapter, optimizer
- * states, step, data position); metrics rows after that step are dropped. */
+ * states, step, data position); trainer_run then drops the metrics rows
+ * after that step and goes on from there. */
 int trainer_resume(struct trainer *t, const char *checkpoint_dir, tune_err *err);
 
 /* Writes OUTPUT/checkpoint-<step> atomically (a temporary directory renamed

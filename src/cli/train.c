@@ -1,0 +1,202 @@
+/* tune train: dataset -> packed micro-batches -> the Llama engine on the CPU
+ * backend -> a PEFT adapter, with metrics, checkpoints and exact resume. The
+ * plan is built first: it is the allocation, and its total is printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/units.h"
+#include "cli/commands.h"
+#include "cli/model_files.h"
+#include "cli/train_args.h"
+#include "data/dataset.h"
+#include "data/pack.h"
+#include "model/llama.h"
+#include "model/peft.h"
+#include "train/trainer.h"
+
+/* A packer seen as the trainer's batch stream. */
+struct packer_stream {
+    struct packer p;
+    bool one_pass;  /* evaluation: one epoch, then 0 */
+    int64_t epoch0;
+};
+
+static int ps_seek(void *ctx, int64_t epoch, int64_t index, tune_err *err)
+{
+    struct packer_stream *s = ctx;
+    s->epoch0 = epoch;
+    return packer_seek(&s->p, (struct packer_pos){epoch, index}, err);
+}
+
+static void ps_tell(void *ctx, int64_t *epoch, int64_t *index)
+{
+    struct packer_pos pos = packer_tell(&((struct packer_stream *)ctx)->p);
+    *epoch = pos.epoch;
+    *index = pos.index;
+}
+
+static int ps_next(void *ctx, struct llama_batch *b, tune_err *err)
+{
+    (void)err;
+    struct packer_stream *s = ctx;
+    if (s->one_pass && packer_tell(&s->p).epoch != s->epoch0)
+        return 0;
+    struct packed_batch pb;
+    packer_next(&s->p, &pb);
+    *b = pb.batch;
+    return 1;
+}
+
+static int stream_init(struct packer_stream *s, struct batch_stream *bs, const struct dataset *d, const size_t *idx,
+                       size_t n, const struct train_args *a, bool one_pass, tune_err *err)
+{
+    struct packer_options po = {a->rc.seq, a->rc.micro_batch, a->tc.seed, !one_pass};
+    if (packer_init(&s->p, d, idx, n, &po, err))
+        return -1;
+    s->one_pass = one_pass;
+    *bs = (struct batch_stream){s, ps_seek, ps_tell, ps_next, packer_batches_in_epoch(&s->p, 0), (int64_t)s->p.n};
+    return 0;
+}
+
+static int load_data(const struct train_args *a, struct tokenizer *tok, const int32_t *eos, struct dataset *d,
+                     struct data_template **tmpl, tune_err *err)
+{
+    struct data_options o;
+    data_options_init(&o, tok);
+    o.eos_id = eos[0];
+    o.max_length = a->rc.seq;
+    if (a->template_path) {
+        if (data_template_load(tmpl, a->template_path, err))
+            return -1;
+        o.tmpl = *tmpl;
+    }
+    const char *model_type = a->spec.arch == MODEL_ARCH_QWEN2     ? "qwen2"
+                             : a->spec.arch == MODEL_ARCH_MISTRAL ? "mistral"
+                                                                  : "llama";
+    if (a->chat_format) {
+        if (chat_format_parse(a->chat_format, &o.chat_format, err))
+            return err_prefix(err, "--chat-format");
+        o.chat = true;
+    } else {
+        tune_err ignored;
+        o.chat = chat_format_for_model(model_type, a->spec.vocab, &o.chat_format, &ignored) == 0;
+    }
+    return dataset_load(d, a->data, &o, err);
+}
+
+static void print_data_stats(const struct dataset *d, size_t n_train, size_t n_eval)
+{
+    const struct data_stats *s = &d->stats;
+    printf("data       %lld records from %lld file(s): %zu examples (%zu train, %zu eval), %lld tokens, "
+           "%lld trained; %lld truncated, %lld dropped, longest %lld\n",
+           (long long)s->records, (long long)s->files, d->n, n_train, n_eval, (long long)s->tokens,
+           (long long)s->trained, (long long)s->truncated, (long long)s->dropped, (long long)s->max_len);
+}
+
+static int run(struct train_args *a, tune_err *err)
+{
+    struct tokenizer *tok = NULL;
+    struct dataset d = {0};
+    struct data_template *tmpl = NULL;
+    struct data_split split = {0};
+    struct packer_stream train_s = {0}, eval_s = {0};
+    struct batch_stream train_bs, eval_bs;
+    struct llama m;
+    struct trainer t;
+    int32_t eos[MODEL_MAX_EOS];
+    bool model_ready = false, trainer_ready = false;
+    int rc = -1;
+    memset(&m, 0, sizeof m);
+    memset(&t, 0, sizeof t);
+
+    if (model_load_tokenizer(a->model, &tok, err) || model_eos_ids(a->model, tok, eos, err) < 0 ||
+        load_data(a, tok, eos, &d, &tmpl, err))
+        goto out;
+    bool have_eval = a->eval_split > 0;
+    if (have_eval && dataset_split(&d, a->eval_split, a->tc.seed, &split, err))
+        goto out;
+    print_data_stats(&d, have_eval ? split.n_train : d.n, have_eval ? split.n_test : 0);
+    if (stream_init(&train_s, &train_bs, &d, have_eval ? split.train : NULL, have_eval ? split.n_train : 0, a, false,
+                    err) ||
+        (have_eval && stream_init(&eval_s, &eval_bs, &d, split.test, split.n_test, a, true, err)))
+        goto out;
+
+    if (llama_init(&m, &a->spec, &a->rc, backend_cpu(), a->tc.seed, err) || llama_load_weights(&m, a->model, err))
+        goto out;
+    model_ready = true;
+    llama_init_lora(&m);
+    char total[32];
+    printf("plan       %s on %s: %s allocated as planned (%d buffers in %d blocks), %lld trainable parameters\n",
+           a->spec.name, m.be->name, units_fmt_bytes(m.plan.total, total, sizeof total), m.plan.n,
+           PLAN_CATEGORY_COUNT, (long long)m.plan.trainable_params);
+
+    a->tc.output_dir = a->output;
+    a->tc.base_model = a->model;
+    if (trainer_init(&t, &m, &a->tc, &train_bs, err))
+        goto out;
+    trainer_ready = true;
+    if (a->resume) {
+        if (trainer_resume(&t, a->resume, err))
+            goto out;
+        printf("resumed    %s at step %lld (epoch %lld)\n", a->resume, (long long)t.step, (long long)t.epoch);
+    } else if (train_args_save(a, err)) {
+        goto out;
+    }
+    printf("train      %lld optimizer steps of %lld micro-batch(es) of %lld x %lld tokens\n", (long long)t.total_steps,
+           (long long)a->tc.grad_accum, (long long)a->rc.micro_batch, (long long)a->rc.seq);
+    fflush(stdout);
+    if (trainer_run(&t, &train_bs, have_eval ? &eval_bs : NULL, err))
+        goto out;
+    printf("done       %lld steps, last loss %.4f; adapter in %s/final, metrics in %s/metrics.jsonl, curve in "
+           "%s/loss.svg\n", (long long)t.step, t.last_loss, a->output, a->output, a->output);
+    rc = 0;
+out:
+    if (trainer_ready)
+        trainer_free(&t);
+    if (model_ready || m.layers)
+        llama_free(&m);
+    packer_free(&train_s.p);
+    packer_free(&eval_s.p);
+    data_split_free(&split);
+    dataset_free(&d);
+    data_template_free(tmpl);
+    tok_free(tok);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    struct train_args a;
+    tune_err err;
+    char **saved = NULL;
+    int n_saved = 0, status = 0;
+    /* --resume DIR alone: the run's own arguments come back from training_args.json. */
+    if (argc == 2 && !strcmp(argv[0], "--resume")) {
+        if (train_args_load_saved(argv[1], &saved, &n_saved, &err)) {
+            fprintf(stderr, "tune train: %s\n", err.msg);
+            return 2;
+        }
+        /* The run continues where its checkpoint is, even if the folder moved. */
+        static char parent[4096];
+        snprintf(parent, sizeof parent, "%s/..", argv[1]);
+        saved[n_saved++] = "--resume";
+        saved[n_saved++] = argv[1];
+        saved[n_saved++] = "--output";
+        saved[n_saved++] = parent;
+        argc = n_saved;
+        argv = saved;
+    }
+    if (train_args_parse(&a, argc, argv, &err)) {
+        fprintf(stderr, "tune train: %s\n", err.msg);
+        status = 2;
+    } else if (a.help) {
+        train_args_help();
+    } else if (run(&a, &err)) {
+        fprintf(stderr, "tune train: %s\n", err.msg);
+        status = 1;
+    }
+    free(a.all);
+    free(saved);
+    return status;
+}
