@@ -1,13 +1,32 @@
 #!/bin/sh
-# The embedded default job. Until the CPU training engine lands (issue 5) it
-# plans the seeds' own run: gpt-oss-120b, LoRA r8 on q,k,v,o, seq 512 x 3, on
-# the 2x H200 they rent, next to what their formulas say, then the same run on
-# one H100.
+# The embedded default job, on the CPU: LoRA fine-tuning of the bundled tiny
+# Llama (demo/tiny-llama: 1M parameters, pretrained briefly by
+# tools/ref/make_demo.py) on the bundled grading records (demo/data, the
+# seeds' format) through a field template, with an eval split, checkpoints,
+# metrics and a loss curve; then the adapter is evaluated against the base,
+# asked to grade a record, and merged into a plain model folder. Last, tune
+# plan shows what the seeds' own gpt-oss-120b run needs.
 set -eu
 TUNE=${1:-build/tune}
+OUT=${2:-build/demo-run}
+rm -rf "$OUT"
 set -x
-"$TUNE" inspect gpt-oss-120b
+"$TUNE" train --model demo/tiny-llama --data demo/data --template demo/grading.template.json \
+    --output "$OUT" --seq 256 --micro-batch 2 --epochs 10 --lr 3e-3 --warmup-steps 5 \
+    --r 16 --alpha 32 --targets all-linear --eval-split 4 --eval-steps 40 --save-steps 40 --save-total-limit 2
+"$TUNE" eval --model demo/tiny-llama --data demo/data --template demo/grading.template.json --seq 256
+"$TUNE" eval --model demo/tiny-llama --adapter "$OUT/final" --data demo/data --template demo/grading.template.json --seq 256
+"$TUNE" generate --model demo/tiny-llama --adapter "$OUT/final" --max-new 32 --prompt "Grade the answers.
+Q1: Why does ice float on water?
+A: ice is less dense than liquid water because of its open crystal lattice.
+(5 points)
+Q2: What is Newton's third law?
+A: I don't know.
+(5 points)
+Q3: Why is the sky blue?
+A: Because it is like that.
+(5 points)
+"
+"$TUNE" merge --model demo/tiny-llama --adapter "$OUT/final" --output "$OUT/merged"
 "$TUNE" plan --model gpt-oss-120b --method lora --r 8 --alpha 32 --targets q,k,v,o \
-    --seq 512 --micro-batch 3 --gpus 2 --zero 2 --gpu h200-141 --explain
-"$TUNE" plan --model gpt-oss-120b --method lora --r 8 --alpha 32 --targets q,k,v,o \
-    --seq 512 --micro-batch 3 --gpu h100-80 --find
+    --seq 512 --micro-batch 3 --gpus 2 --zero 2 --gpu h200-141

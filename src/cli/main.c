@@ -13,6 +13,8 @@ static const struct {
     {"inspect", cmd_inspect, "a model's spec and parameter count by component"},
     {"tokenize", cmd_tokenize, "the ids of a text; a dataset's examples, tokens and loss mask"},
     {"train", cmd_train, "LoRA fine-tuning (CPU today), with checkpoints and exact resume"},
+    {"eval", cmd_eval, "mean loss and perplexity of a model (and adapter) on a dataset"},
+    {"generate", cmd_generate, "continue a prompt over a KV cache"},
     {"merge", cmd_merge, "fold a LoRA adapter into its base model"},
 };
 

@@ -7,6 +7,7 @@
 
 #include "base/units.h"
 #include "cli/commands.h"
+#include "cli/data_setup.h"
 #include "cli/model_files.h"
 #include "cli/train_args.h"
 #include "data/dataset.h"
@@ -14,76 +15,6 @@
 #include "model/llama.h"
 #include "model/peft.h"
 #include "train/trainer.h"
-
-/* A packer seen as the trainer's batch stream. */
-struct packer_stream {
-    struct packer p;
-    bool one_pass;  /* evaluation: one epoch, then 0 */
-    int64_t epoch0;
-};
-
-static int ps_seek(void *ctx, int64_t epoch, int64_t index, tune_err *err)
-{
-    struct packer_stream *s = ctx;
-    s->epoch0 = epoch;
-    return packer_seek(&s->p, (struct packer_pos){epoch, index}, err);
-}
-
-static void ps_tell(void *ctx, int64_t *epoch, int64_t *index)
-{
-    struct packer_pos pos = packer_tell(&((struct packer_stream *)ctx)->p);
-    *epoch = pos.epoch;
-    *index = pos.index;
-}
-
-static int ps_next(void *ctx, struct llama_batch *b, tune_err *err)
-{
-    (void)err;
-    struct packer_stream *s = ctx;
-    if (s->one_pass && packer_tell(&s->p).epoch != s->epoch0)
-        return 0;
-    struct packed_batch pb;
-    packer_next(&s->p, &pb);
-    *b = pb.batch;
-    return 1;
-}
-
-static int stream_init(struct packer_stream *s, struct batch_stream *bs, const struct dataset *d, const size_t *idx,
-                       size_t n, const struct train_args *a, bool one_pass, tune_err *err)
-{
-    struct packer_options po = {a->rc.seq, a->rc.micro_batch, a->tc.seed, !one_pass};
-    if (packer_init(&s->p, d, idx, n, &po, err))
-        return -1;
-    s->one_pass = one_pass;
-    *bs = (struct batch_stream){s, ps_seek, ps_tell, ps_next, packer_batches_in_epoch(&s->p, 0), (int64_t)s->p.n};
-    return 0;
-}
-
-static int load_data(const struct train_args *a, struct tokenizer *tok, const int32_t *eos, struct dataset *d,
-                     struct data_template **tmpl, tune_err *err)
-{
-    struct data_options o;
-    data_options_init(&o, tok);
-    o.eos_id = eos[0];
-    o.max_length = a->rc.seq;
-    if (a->template_path) {
-        if (data_template_load(tmpl, a->template_path, err))
-            return -1;
-        o.tmpl = *tmpl;
-    }
-    const char *model_type = a->spec.arch == MODEL_ARCH_QWEN2     ? "qwen2"
-                             : a->spec.arch == MODEL_ARCH_MISTRAL ? "mistral"
-                                                                  : "llama";
-    if (a->chat_format) {
-        if (chat_format_parse(a->chat_format, &o.chat_format, err))
-            return err_prefix(err, "--chat-format");
-        o.chat = true;
-    } else {
-        tune_err ignored;
-        o.chat = chat_format_for_model(model_type, a->spec.vocab, &o.chat_format, &ignored) == 0;
-    }
-    return dataset_load(d, a->data, &o, err);
-}
 
 static void print_data_stats(const struct dataset *d, size_t n_train, size_t n_eval)
 {
@@ -110,16 +41,18 @@ static int run(struct train_args *a, tune_err *err)
     memset(&m, 0, sizeof m);
     memset(&t, 0, sizeof t);
 
+    struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq};
     if (model_load_tokenizer(a->model, &tok, err) || model_eos_ids(a->model, tok, eos, err) < 0 ||
-        load_data(a, tok, eos, &d, &tmpl, err))
+        data_setup_load(&req, tok, eos[0], &d, &tmpl, err))
         goto out;
     bool have_eval = a->eval_split > 0;
     if (have_eval && dataset_split(&d, a->eval_split, a->tc.seed, &split, err))
         goto out;
     print_data_stats(&d, have_eval ? split.n_train : d.n, have_eval ? split.n_test : 0);
-    if (stream_init(&train_s, &train_bs, &d, have_eval ? split.train : NULL, have_eval ? split.n_train : 0, a, false,
-                    err) ||
-        (have_eval && stream_init(&eval_s, &eval_bs, &d, split.test, split.n_test, a, true, err)))
+    if (packer_stream_init(&train_s, &train_bs, &d, have_eval ? split.train : NULL, have_eval ? split.n_train : 0,
+                           a->rc.seq, a->rc.micro_batch, a->tc.seed, false, err) ||
+        (have_eval && packer_stream_init(&eval_s, &eval_bs, &d, split.test, split.n_test, a->rc.seq,
+                                         a->rc.micro_batch, a->tc.seed, true, err)))
         goto out;
 
     if (llama_init(&m, &a->spec, &a->rc, backend_cpu(), a->tc.seed, err) || llama_load_weights(&m, a->model, err))

@@ -90,7 +90,7 @@ static int next_batch(struct trainer *t, struct batch_stream *s, struct llama_ba
     }
 }
 
-double trainer_evaluate(struct trainer *t, struct batch_stream *eval, tune_err *err)
+double evaluate_loss(struct llama *m, struct batch_stream *eval, tune_err *err)
 {
     if (eval->seek(eval->ctx, 0, 0, err))
         return NAN;
@@ -100,7 +100,7 @@ double trainer_evaluate(struct trainer *t, struct batch_stream *eval, tune_err *
     int rc;
     while ((rc = eval->next(eval->ctx, &b, err)) > 0) {
         int64_t n = 0;
-        double loss = llama_step(t->m, &b, false, 0, 0, &n, err);
+        double loss = llama_step(m, &b, false, 0, 0, &n, err);
         if (isnan(loss))
             return NAN;
         sum += loss;
@@ -188,7 +188,7 @@ int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stre
         progress_update(&prog, &sm, t->cfg.logging_steps);
         bool last = t->step >= t->total_steps;
         if (eval && ((t->cfg.eval_steps && t->step % t->cfg.eval_steps == 0) || last)) {
-            double el = trainer_evaluate(t, eval, err);
+            double el = evaluate_loss(t->m, eval, err);
             if (isnan(el)) {
                 rc = -1;
                 break;

@@ -66,8 +66,9 @@ void trainer_free(struct trainer *t);
  * and writes the final adapter to OUTPUT/final. */
 int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stream *eval, tune_err *err);
 
-/* Mean loss over every labelled token of one pass of `eval`. */
-double trainer_evaluate(struct trainer *t, struct batch_stream *eval, tune_err *err);
+/* Mean loss of m over every labelled token of one pass of `eval`; NaN with
+ * err set on failure. */
+double evaluate_loss(struct llama *m, struct batch_stream *eval, tune_err *err);
 
 /* Restores the state of OUTPUT/checkpoint-N into t (adapter, optimizer
  * states, step, data position); trainer_run then drops the metrics rows

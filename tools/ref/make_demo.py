@@ -9,7 +9,9 @@ Writes demo/tiny-llama/ (config.json, model.safetensors in bf16, tokenizer.json,
 tokenizer_config.json, generation_config.json) and demo/data/grading_{1,2}.json.
 The records are generated from a seeded list of questions and answer
 qualities, so the task (the score follows the answers' quality words) is
-learnable by a small adapter; the base model's weights are random."""
+learnable by a small adapter. The base model starts from random weights and is
+pretrained here for 300 steps on the questions and answers (not the grading),
+so it is a tiny language model, not a capable one."""
 import json
 import os
 import random
@@ -83,6 +85,25 @@ config = LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=384, n
                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                      rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
                      bos_token_id=bos, eos_token_id=eos, dtype="bfloat16")
-model = LlamaForCausalLM(config).to(torch.bfloat16)
+model = LlamaForCausalLM(config)
+# A short pretraining on other text of the same kind (the questions, model
+# answers of every quality, and feedback phrases, but never the grading
+# completions), so the base speaks the language and the adapter has the
+# grading left to learn.
+texts = [q + " " + p.format(a=a) + " " + w for q, a in QUESTIONS for _, p, w in QUALITY]
+opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+model.train()
+for step in range(300):
+    batch = rng.sample(texts, 16)
+    enc = [tok.encode(t).ids[:64] for t in batch]
+    width = max(len(e) for e in enc)
+    ids = torch.tensor([e + [eos] * (width - len(e)) for e in enc])
+    labels = torch.tensor([e + [-100] * (width - len(e)) for e in enc])
+    loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+print("pretraining loss", float(loss))
+model = model.to(torch.bfloat16)
 model.save_pretrained(out, safe_serialization=True)
 print("vocab", vocab, "params", sum(p.numel() for p in model.parameters()))

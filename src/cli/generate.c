@@ -1,0 +1,138 @@
+/* tune generate: continues a prompt with a model (and adapter) over a KV
+ * cache on the CPU backend, greedy or sampled, stopping at the model's
+ * end-of-sequence tokens or after --max-new tokens. The prompt is raw text,
+ * tokenized as the tokenizer's post-processor makes it (BOS included). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/units.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/model_files.h"
+#include "model/llama.h"
+#include "model/peft.h"
+#include "model/sample.h"
+
+enum { G_MODEL, G_ADAPTER, G_PROMPT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_HELP, G_COUNT };
+
+static const struct cli_opt gen_opts[] = {
+    [G_MODEL] = {"--model", "DIR", "the base model folder"},
+    [G_ADAPTER] = {"--adapter", "DIR", "a PEFT LoRA adapter to apply"},
+    [G_PROMPT] = {"--prompt", "TEXT", "the text to continue"},
+    [G_MAX_NEW] = {"--max-new", "N", "tokens to generate at most (default 128)"},
+    [G_TEMP] = {"--temperature", "T", "0 (default) is greedy"},
+    [G_TOP_P] = {"--top-p", "P", "nucleus sampling mass (default 1.0)"},
+    [G_SEED] = {"--seed", "N", "seed of the sampling (default 0)"},
+    [G_HELP] = {"--help", NULL, "show this help"},
+};
+
+struct gen_settings {
+    int64_t max_new, seed;
+    double temperature, top_p;
+};
+
+static int run(const char **opt, const struct gen_settings *g, tune_err *err)
+{
+    struct model_spec spec;
+    struct run_config rc;
+    struct tokenizer *tok = NULL;
+    struct tok_ids ids = {0};
+    struct llama m = {0};
+    struct llama_kv_cache kv = {0};
+    float *logits = NULL;
+    int32_t eos[MODEL_MAX_EOS];
+    int n_eos, status = -1;
+    if (spec_resolve(&spec, opt[G_MODEL], err) || model_load_tokenizer(opt[G_MODEL], &tok, err) ||
+        (n_eos = model_eos_ids(opt[G_MODEL], tok, eos, err)) < 0 ||
+        tok_encode(tok, opt[G_PROMPT], strlen(opt[G_PROMPT]), TOK_ENCODE_ADD_SPECIAL, &ids, err))
+        goto out;
+    run_config_default(&rc, &spec);
+    if (opt[G_ADAPTER] && peft_read_config(opt[G_ADAPTER], &spec, &rc, err))
+        goto out;
+    int64_t cap = (int64_t)ids.n + g->max_new;
+    rc.device = DEVICE_CPU;
+    rc.seq = cap;
+    rc.micro_batch = 1;
+    rc.lora_dropout = 0;
+    rc.grad_ckpt = GRAD_CKPT_FULL;
+    if (llama_init(&m, &spec, &rc, backend_cpu(), 0, err) || llama_load_weights(&m, opt[G_MODEL], err) ||
+        (opt[G_ADAPTER] && peft_load_adapter(&m, opt[G_ADAPTER], err)) || llama_kv_cache_init(&kv, &m, cap, err))
+        goto out;
+    if (!(logits = malloc(sizeof(float) * (size_t)spec.vocab))) {
+        err_set(err, "out of memory");
+        goto out;
+    }
+    uint64_t rng = (uint64_t)g->seed;
+    int32_t next;
+    if (llama_decode(&m, &kv, ids.v, (int64_t)ids.n, logits, err))
+        goto out;
+    size_t prompt_n = ids.n;
+    for (int64_t k = 0; k < g->max_new; k++) {
+        next = sample_token(logits, spec.vocab, g->temperature, g->top_p, &rng);
+        bool stop = false;
+        for (int e = 0; e < n_eos; e++)
+            stop |= next == eos[e];
+        if (stop)
+            break;
+        if (ids.n == ids.cap) {
+            int32_t *grown = realloc(ids.v, sizeof *grown * (ids.cap * 2 + 16));
+            if (!grown) {
+                err_set(err, "out of memory");
+                goto out;
+            }
+            ids.v = grown;
+            ids.cap = ids.cap * 2 + 16;
+        }
+        ids.v[ids.n++] = next;
+        if (k + 1 < g->max_new && llama_decode(&m, &kv, &next, 1, logits, err))
+            goto out;
+    }
+    /* Decoded as a whole: a character may span several byte-level tokens. */
+    char *text = NULL;
+    size_t len = 0;
+    if (tok_decode(tok, ids.v + prompt_n, ids.n - prompt_n, 0, &text, &len, err))
+        goto out;
+    printf("%s%s\n", opt[G_PROMPT], text);
+    free(text);
+    status = 0;
+out:
+    free(logits);
+    if (kv.k)
+        llama_kv_cache_free(&kv, &m);
+    if (m.layers)
+        llama_free(&m);
+    tok_ids_free(&ids);
+    tok_free(tok);
+    return status;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    struct cli_args a = {argc, 0, argv};
+    const char *opt[G_COUNT] = {0}, *v;
+    struct gen_settings g = {128, 0, 0.0, 1.0};
+    tune_err err;
+    int i, bad = 0;
+    while ((i = cli_next(&a, gen_opts, G_COUNT, &v, &err)) >= 0) {
+        if (i == G_HELP) {
+            cli_print_help(stdout, "tune generate --model DIR [--adapter DIR] --prompt TEXT [options]",
+                           "Continues a prompt over a KV cache until an end-of-sequence token.", gen_opts, G_COUNT);
+            return 0;
+        }
+        opt[i] = v;
+        bad = bad || (i == G_MAX_NEW && units_parse_int(v, "--max-new", 1, 1 << 20, &g.max_new, &err)) ||
+              (i == G_TEMP && units_parse_real(v, "--temperature", 0, 100, &g.temperature, &err)) ||
+              (i == G_TOP_P && units_parse_real(v, "--top-p", 1e-6, 1, &g.top_p, &err)) ||
+              (i == G_SEED && units_parse_int(v, "--seed", 0, INT64_MAX, &g.seed, &err));
+    }
+    if (i == -2 || bad || !opt[G_MODEL] || !opt[G_PROMPT]) {
+        fprintf(stderr, "tune generate: %s\n", i == -2 || bad ? err.msg : "--model and --prompt are required");
+        return 2;
+    }
+    if (run(opt, &g, &err)) {
+        fprintf(stderr, "tune generate: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
