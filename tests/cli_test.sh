@@ -114,5 +114,51 @@ expect 2 "--max-length: 'x' is not an integer" -- tokenize --tokenizer $tok --da
 expect 2 "give --tokenizer FILE" -- tokenize --text hi
 expect 0 "usage: tune tokenize" -- tokenize --help
 
+# tune train on the bundled demo: a resumed run repeats the uninterrupted one
+# bit for bit (every metrics row, the final adapter).
+train_demo() {
+    "$TUNE" train --model demo/tiny-llama --data demo/data --template demo/grading.template.json \
+        --seq 128 --micro-batch 2 --epochs 1 --lr 3e-3 --dropout 0.1 --r 4 --alpha 8 --eval-split 4 \
+        --eval-steps 4 --logging-steps 100 "$@"
+}
+checks=$((checks + 1))
+if train_demo --output "$tmp/run" --save-steps 4 >/dev/null 2>"$tmp/train.err"; then
+    cp -r "$tmp/run" "$tmp/again"
+    "$TUNE" train --resume "$tmp/again/checkpoint-8" >/dev/null 2>&1 || fail "tune train --resume exited non-zero"
+    sed 's/,"tokens_per_s":[0-9.]*//' "$tmp/run/metrics.jsonl" >"$tmp/m1"
+    sed 's/,"tokens_per_s":[0-9.]*//' "$tmp/again/metrics.jsonl" >"$tmp/m2"
+    cmp -s "$tmp/m1" "$tmp/m2" || fail "resumed metrics differ from the uninterrupted run"
+    cmp -s "$tmp/run/final/adapter_model.safetensors" "$tmp/again/final/adapter_model.safetensors" ||
+        fail "resumed final adapter differs from the uninterrupted run"
+    [ -s "$tmp/run/loss.svg" ] && grep -q '"eval_loss"' "$tmp/run/metrics.jsonl" || fail "no loss curve or eval rows"
+else
+    fail "tune train failed: $(tail -1 "$tmp/train.err")"
+fi
+
+# SIGKILL at any moment, saves included, leaves only whole checkpoints.
+checks=$((checks + 1))
+for delay in 0.15 0.35 0.55 0.75 0.95; do
+    rm -rf "$tmp/kill"
+    train_demo --output "$tmp/kill" --save-steps 1 >/dev/null 2>&1 &
+    pid=$!
+    sleep $delay
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    for c in "$tmp"/kill/checkpoint-*; do
+        [ -d "$c" ] || continue
+        for f in adapter_config.json adapter_model.safetensors optimizer.safetensors trainer_state.json; do
+            [ -s "$c/$f" ] || fail "killed after ${delay}s: $c lacks $f"
+        done
+        "$TUNE" eval --model demo/tiny-llama --adapter "$c" --data demo/data --template demo/grading.template.json \
+            --seq 128 >/dev/null 2>&1 || fail "killed after ${delay}s: $c does not load"
+    done
+done
+
+expect 1 "none.json: cannot open" -- train --model demo/tiny-llama --data "$tmp/none.json" --output "$tmp/x"
+expect 2 "--data and --output are required" -- train --model demo/tiny-llama
+expect 2 "'xx' is not a target" -- train --model demo/tiny-llama --data demo/data --output "$tmp/x" --targets xx
+printf '{"format": "tune-checkpoint-1", "global_step": 4}' >"$tmp/run/checkpoint-4/trainer_state.json"
+expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkpoint-4"
+
 echo "cli_test: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]
