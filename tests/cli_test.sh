@@ -117,7 +117,7 @@ expect 0 "usage: tune tokenize" -- tokenize --help
 # tune train on the bundled demo: a resumed run repeats the uninterrupted one
 # bit for bit (every metrics row, the final adapter).
 train_demo() {
-    "$TUNE" train --model demo/tiny-llama --data demo/data --template demo/grading.template.json \
+    "$TUNE" train --model examples/models/tiny-llama --data examples/data/grading --template examples/templates/grading.json \
         --seq 128 --micro-batch 2 --epochs 1 --lr 3e-3 --dropout 0.1 --r 4 --alpha 8 --eval-split 4 \
         --eval-steps 4 --logging-steps 100 "$@"
 }
@@ -149,14 +149,14 @@ for delay in 0.15 0.35 0.55 0.75 0.95; do
         for f in adapter_config.json adapter_model.safetensors optimizer.safetensors trainer_state.json; do
             [ -s "$c/$f" ] || fail "killed after ${delay}s: $c lacks $f"
         done
-        "$TUNE" eval --model demo/tiny-llama --adapter "$c" --data demo/data --template demo/grading.template.json \
+        "$TUNE" eval --model examples/models/tiny-llama --adapter "$c" --data examples/data/grading --template examples/templates/grading.json \
             --seq 128 >/dev/null 2>&1 || fail "killed after ${delay}s: $c does not load"
     done
 done
 
-expect 1 "none.json: cannot open" -- train --model demo/tiny-llama --data "$tmp/none.json" --output "$tmp/x"
-expect 2 "--data and --output are required" -- train --model demo/tiny-llama
-expect 2 "'xx' is not a target" -- train --model demo/tiny-llama --data demo/data --output "$tmp/x" --targets xx
+expect 1 "none.json: cannot open" -- train --model examples/models/tiny-llama --data "$tmp/none.json" --output "$tmp/x"
+expect 2 "--data and --output are required" -- train --model examples/models/tiny-llama
+expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --data examples/data/grading --output "$tmp/x" --targets xx
 printf '{"format": "tune-checkpoint-1", "global_step": 4}' >"$tmp/run/checkpoint-4/trainer_state.json"
 expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkpoint-4"
 

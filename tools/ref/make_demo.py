@@ -5,8 +5,9 @@ answer, score, max_score], feedback).
 
     /work/venv-ref/bin/python tools/ref/make_demo.py      (torch, transformers, tokenizers)
 
-Writes demo/tiny-llama/ (config.json, model.safetensors in bf16, tokenizer.json,
-tokenizer_config.json, generation_config.json) and demo/data/grading_{1,2}.json.
+Writes examples/models/tiny-llama/ (config.json, model.safetensors in bf16,
+tokenizer.json, tokenizer_config.json, generation_config.json) and
+examples/data/grading/grading_{1,2}.json.
 The records are generated from a seeded list of questions and answer
 qualities, so the task (the score follows the answers' quality words) is
 learnable by a small adapter. The base model starts from random weights and is
@@ -20,7 +21,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "demo")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 rng = random.Random(42)
 
 QUESTIONS = [
@@ -56,10 +57,10 @@ def record():
             "rubric_alignment": rubric, "feedback": feedback}
 
 
-os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
+os.makedirs(os.path.join(ROOT, "data", "grading"), exist_ok=True)
 records = [record() for _ in range(48)]
-json.dump(records[:24], open(os.path.join(ROOT, "data", "grading_1.json"), "w"), indent=1)
-json.dump(records[24:], open(os.path.join(ROOT, "data", "grading_2.json"), "w"), indent=1)
+json.dump(records[:24], open(os.path.join(ROOT, "data", "grading", "grading_1.json"), "w"), indent=1)
+json.dump(records[24:], open(os.path.join(ROOT, "data", "grading", "grading_2.json"), "w"), indent=1)
 
 # Tokenizer: byte-level BPE with Llama 3's special tokens, trained on the records' text.
 specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
@@ -72,7 +73,7 @@ tok.train_from_iterator(corpus * 4, trainers.BpeTrainer(
     vocab_size=1000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
 tok.post_processor = processors.TemplateProcessing(
     single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])
-out = os.path.join(ROOT, "tiny-llama")
+out = os.path.join(ROOT, "models", "tiny-llama")
 os.makedirs(out, exist_ok=True)
 tok.save(os.path.join(out, "tokenizer.json"))
 vocab = tok.get_vocab_size()
