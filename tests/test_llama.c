@@ -1,9 +1,11 @@
 /* The Llama engine on the CPU backend against transformers + PEFT
- * (tools/ref/make_llama_fixtures.py): a tiny random Llama with llama3 rope
- * scaling and GQA, a PEFT adapter on all seven linears, a packed batch of two
- * sequences. The loss and the gradient of every LoRA tensor must match
- * (fp32 paths: relative L2 error < 1e-5); the adapter must survive a save and
- * a load byte for byte. */
+ * (tools/ref/make_llama_fixtures.py), on two tiny random models: a Llama with
+ * llama3 rope scaling, GQA and an untied head, and a Qwen2 with q/k/v biases
+ * and tied embeddings; a PEFT adapter on all seven linears; a packed batch of
+ * two sequences. The loss, the gradient of every LoRA tensor, three AdamW
+ * steps with a schedule and clipping, generation logits and PEFT's merge must
+ * match (fp32 paths: relative L2 error < 1e-5); the adapter must survive a
+ * save and a load byte for byte. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,8 +22,9 @@
 #include "model/llama.h"
 #include "model/merge.h"
 #include "model/peft.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
 
-#define FIX "tests/fixtures/tiny-llama"
 
 static double rel_l2(const float *got, const float *want, int64_t n)
 {
@@ -36,29 +39,50 @@ static double rel_l2(const float *got, const float *want, int64_t n)
 }
 
 struct fixture {
+    const char *dir;
     struct model_spec spec;
     struct run_config rc;
     struct llama m;
     struct st_file golden;
 };
 
+/* Loads a model of the fixture with its adapter, for rc. */
+static void load_model(struct fixture *f, struct llama *m, const struct run_config *rc)
+{
+    char adapter[256];
+    snprintf(adapter, sizeof adapter, "%s/adapter", f->dir);
+    tune_err err = {{0}};
+    if (llama_init(m, &f->spec, rc, backend_cpu(), 7, &err) || llama_load_weights(m, f->dir, &err) ||
+        peft_load_adapter(m, adapter, &err))
+        fail_msg("%s: %s", f->dir, err.msg);
+}
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
+    f->dir = *state;
+    char path[256];
     tune_err err = {{0}};
-    if (spec_resolve(&f->spec, FIX, &err) || st_file_open(&f->golden, FIX "/golden.safetensors", &err))
+    snprintf(path, sizeof path, "%s/golden.safetensors", f->dir);
+    if (spec_resolve(&f->spec, f->dir, &err) || st_file_open(&f->golden, path, &err))
         fail_msg("%s", err.msg);
     run_config_default(&f->rc, &f->spec);
     f->rc.device = DEVICE_CPU;
-    if (peft_read_config(FIX "/adapter", &f->spec, &f->rc, &err))
+    snprintf(path, sizeof path, "%s/adapter", f->dir);
+    if (peft_read_config(path, &f->spec, &f->rc, &err))
         fail_msg("%s", err.msg);
     f->rc.seq = 12;
     f->rc.micro_batch = 1;
-    if (llama_init(&f->m, &f->spec, &f->rc, backend_cpu(), 7, &err) ||
-        llama_load_weights(&f->m, FIX, &err) || peft_load_adapter(&f->m, FIX "/adapter", &err))
-        fail_msg("%s", err.msg);
+    load_model(f, &f->m, &f->rc);
     *state = f;
     return 0;
+}
+
+static struct llama_batch golden_batch(struct fixture *f)
+{
+    const struct st_tensor *ids = st_file_find(&f->golden, "input_ids"), *labels = st_file_find(&f->golden, "labels");
+    const struct st_tensor *starts = st_file_find(&f->golden, "starts");
+    return (struct llama_batch){ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
 }
 
 static int teardown(void **state)
@@ -83,9 +107,7 @@ static const float *golden_f32(struct fixture *f, const char *name, int64_t nume
 static void test_loss_and_lora_grads(void **state)
 {
     struct fixture *f = *state;
-    const struct st_tensor *ids = st_file_find(&f->golden, "input_ids"), *labels = st_file_find(&f->golden, "labels");
-    const struct st_tensor *starts = st_file_find(&f->golden, "starts");
-    struct llama_batch b = {ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
+    struct llama_batch b = golden_batch(f);
     int32_t count = *(const int32_t *)st_file_find(&f->golden, "count")->data;
     float want_sum = *(const float *)st_file_find(&f->golden, "loss_sum")->data;
 
@@ -121,7 +143,7 @@ static void test_loss_and_lora_grads(void **state)
             }
         }
     assert_int_equal(checked, 28);
-    print_message("loss %.7f (transformers %.7f), 28 LoRA gradients, worst relative error %.2g\n",
+    print_message("%s: loss %.7f (transformers %.7f), 28 LoRA gradients, worst relative error %.2g\n", f->dir,
                   loss / count, want_sum / count, worst);
 }
 
@@ -131,13 +153,14 @@ static void test_adapter_round_trip(void **state)
     char dir[] = "/tmp/tune-adapter-XXXXXX";
     assert_non_null(mkdtemp(dir));
     tune_err err = {{0}};
-    if (peft_save_adapter(&f->m, dir, "tiny-llama", &err))
+    if (peft_save_adapter(&f->m, dir, f->dir, &err))
         fail_msg("%s", err.msg);
     struct st_file a, b;
     char path[512];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     assert_int_equal(st_file_open(&a, path, &err), 0);
-    assert_int_equal(st_file_open(&b, FIX "/adapter/adapter_model.safetensors", &err), 0);
+    snprintf(path, sizeof path, "%s/adapter/adapter_model.safetensors", f->dir);
+    assert_int_equal(st_file_open(&b, path, &err), 0);
     assert_int_equal(a.n_tensors, b.n_tensors);
     for (int i = 0; i < a.n_tensors; i++) {
         const struct st_tensor *t = st_file_find(&b, a.tensors[i].name);
@@ -163,9 +186,7 @@ static void test_adapter_round_trip(void **state)
 static void test_checkpointing_is_exact(void **state)
 {
     struct fixture *f = *state;
-    const struct st_tensor *ids = st_file_find(&f->golden, "input_ids"), *labels = st_file_find(&f->golden, "labels");
-    const struct st_tensor *starts = st_file_find(&f->golden, "starts");
-    struct llama_batch b = {ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
+    struct llama_batch b = golden_batch(f);
     float *grads[2];
     double losses[2];
     for (int ck = 0; ck < 2; ck++) {
@@ -174,9 +195,7 @@ static void test_checkpointing_is_exact(void **state)
         rc.lora_dropout = 0.1;
         struct llama m;
         tune_err err = {{0}};
-        if (llama_init(&m, &f->spec, &rc, backend_cpu(), 7, &err) || llama_load_weights(&m, FIX, &err) ||
-            peft_load_adapter(&m, FIX "/adapter", &err))
-            fail_msg("%s", err.msg);
+        load_model(f, &m, &rc);
         int64_t counted;
         llama_zero_grads(&m);
         losses[ck] = llama_step(&m, &b, true, 0.125f, 3, &counted, &err);
@@ -204,11 +223,13 @@ static void test_merge_matches_peft(void **state)
     char dir[] = "/tmp/tune-merged-XXXXXX", cmd[600];
     assert_non_null(mkdtemp(dir));
     tune_err err = {{0}};
-    if (merge_lora(FIX, FIX "/adapter", dir, 1LL << 30, &err))
+    char adapter[256];
+    snprintf(adapter, sizeof adapter, "%s/adapter", f->dir);
+    if (merge_lora(f->dir, adapter, dir, 1LL << 30, &err))
         fail_msg("%s", err.msg);
     struct st_model merged, base;
     assert_int_equal(st_model_open(&merged, dir, &err), 0);
-    assert_int_equal(st_model_open(&base, FIX, &err), 0);
+    assert_int_equal(st_model_open(&base, f->dir, &err), 0);
     assert_int_equal(merged.n_tensors, base.n_tensors);
     const char *names[2] = {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"};
     for (int i = 0; i < 2; i++) {
@@ -240,9 +261,7 @@ static void test_decode_matches_transformers(void **state)
     rc.lora_dropout = 0;
     struct llama m;
     tune_err err = {{0}};
-    if (llama_init(&m, &f->spec, &rc, backend_cpu(), 7, &err) || llama_load_weights(&m, FIX, &err) ||
-        peft_load_adapter(&m, FIX "/adapter", &err))
-        fail_msg("%s", err.msg);
+    load_model(f, &m, &rc);
     const int32_t *ids = st_file_find(&f->golden, "input_ids")->data;
     int32_t n = ((const int32_t *)st_file_find(&f->golden, "starts")->data)[1];
     const float *want = golden_f32(f, "last_logits", f->spec.vocab);
@@ -265,14 +284,63 @@ static void test_decode_matches_transformers(void **state)
     llama_free(&m);
 }
 
+/* Three optimizer steps as the trainer takes them (the same calls): AdamW
+ * with weight decay, a linear schedule with one warmup step, clipping at 0.5;
+ * each step's loss and gradient norm and the LoRA tensors after the third
+ * equal torch's. */
+static void test_three_adamw_steps(void **state)
+{
+    struct fixture *f = *state;
+    struct llama m;
+    load_model(f, &m, &f->rc);
+    struct llama_batch b = golden_batch(f);
+    int32_t count = *(const int32_t *)st_file_find(&f->golden, "count")->data;
+    const double *losses = st_file_find(&f->golden, "steps.loss")->data;
+    const double *norms = st_file_find(&f->golden, "steps.grad_norm")->data;
+    struct adamw_config cfg = {1e-2, 0.9, 0.999, 1e-8, 0.01};
+    tune_err err = {{0}};
+    for (int64_t step = 0; step < 3; step++) {
+        int64_t counted;
+        llama_zero_grads(&m);
+        double loss = llama_step(&m, &b, true, 1.0f / (float)count, (uint64_t)step, &counted, &err) / count;
+        double norm = optim_grad_norm(m.be, &m.arena);
+        if (fabs(loss - losses[step]) > 1e-5 * losses[step] || fabs(norm - norms[step]) > 1e-5 * norms[step])
+            fail_msg("step %lld: loss %.9g (torch %.9g), grad norm %.9g (torch %.9g)", (long long)step + 1, loss,
+                     losses[step], norm, norms[step]);
+        optim_clip(m.be, &m.arena, norm, 0.5);
+        optim_adamw_step(m.be, &m.arena, &cfg, schedule_lr(LR_SCHEDULE_LINEAR, 1e-2, step, 1, 4), step + 1);
+    }
+    char name[256];
+    for (int64_t l = 0; l < f->spec.layers; l++)
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            struct lora *lo = &m.layers[l].lora[i];
+            struct tensor *t[2] = {&lo->A, &lo->B};
+            const char *which[2] = {"lora_A", "lora_B"};
+            for (int k = 0; lo->on && k < 2; k++) {
+                snprintf(name, sizeof name, "steps.model.layers.%lld.%s.%s.default.weight", (long long)l,
+                         m.lin[i].module, which[k]);
+                int64_t n = tensor_numel(t[k]);
+                double e = rel_l2(t[k]->data, golden_f32(f, name, n), n);
+                if (e > 1e-5)
+                    fail_msg("%s after 3 steps: relative error %.3g", name, e);
+            }
+        }
+    llama_free(&m);
+}
+
+#define FIXTURE_TESTS(dir)                                                                              \
+    cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
+        cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
+        cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup, teardown, dir),   \
+        cmocka_unit_test_prestate_setup_teardown(test_merge_matches_peft, setup, teardown, dir),       \
+        cmocka_unit_test_prestate_setup_teardown(test_decode_matches_transformers, setup, teardown, dir), \
+        cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_loss_and_lora_grads),
-        cmocka_unit_test(test_adapter_round_trip),
-        cmocka_unit_test(test_checkpointing_is_exact),
-        cmocka_unit_test(test_merge_matches_peft),
-        cmocka_unit_test(test_decode_matches_transformers),
+        FIXTURE_TESTS("tests/fixtures/tiny-llama"),
+        FIXTURE_TESTS("tests/fixtures/tiny-qwen2"),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

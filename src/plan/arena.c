@@ -28,11 +28,18 @@ int plan_arena_alloc(struct plan_arena *a, const struct mem_plan *plan, struct b
             return err_set(err, "%s: cannot allocate the %s block of %lld bytes", be->name,
                            plan_category_name((enum plan_category)c), (long long)plan->per_gpu[c]);
         }
+        /* Zeroed once: optimizer states start at zero, and no buffer is ever
+         * read before it is written by chance. */
+        struct tensor whole = tensor_1d(a->block[c], DTYPE_U8, plan->per_gpu[c]);
+        be->zero(be, &whole);
     }
-    if (plan->host_bytes && !(a->host = aligned_alloc(PLAN_ALIGN, (size_t)plan->host_bytes))) {
-        plan_arena_free(a);
-        return err_set(err, "cannot allocate %lld bytes of host memory for offloaded buffers",
-                       (long long)plan->host_bytes);
+    if (plan->host_bytes) {
+        if (!(a->host = aligned_alloc(PLAN_ALIGN, (size_t)plan->host_bytes))) {
+            plan_arena_free(a);
+            return err_set(err, "cannot allocate %lld bytes of host memory for offloaded buffers",
+                           (long long)plan->host_bytes);
+        }
+        memset(a->host, 0, (size_t)plan->host_bytes);
     }
     return 0;
 }
