@@ -131,6 +131,10 @@ if train_demo --output "$tmp/run" --save-steps 4 >/dev/null 2>"$tmp/train.err"; 
     cmp -s "$tmp/run/final/adapter_model.safetensors" "$tmp/again/final/adapter_model.safetensors" ||
         fail "resumed final adapter differs from the uninterrupted run"
     [ -s "$tmp/run/loss.svg" ] && grep -q '"eval_loss"' "$tmp/run/metrics.jsonl" || fail "no loss curve or eval rows"
+    # The plan is the allocation: what the backend held at its peak is what was planned.
+    train_demo --output "$tmp/mem" --max-steps 2 >"$tmp/mem.out" 2>/dev/null
+    held=$(sed -n 's/.*(\([0-9]*\) bytes of \([0-9]*\) planned).*/\1 \2/p' "$tmp/mem.out")
+    [ -n "$held" ] && [ "${held% *}" -le "${held#* }" ] || fail "measured memory above plan: '$held'"
 else
     fail "tune train failed: $(tail -1 "$tmp/train.err")"
 fi
@@ -159,6 +163,68 @@ expect 2 "--data and --output are required" -- train --model examples/models/tin
 expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --data examples/data/grading --output "$tmp/x" --targets xx
 printf '{"format": "tune-checkpoint-1", "global_step": 4}' >"$tmp/run/checkpoint-4/trainer_state.json"
 expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkpoint-4"
+
+# tune inspect: a model folder written by transformers' save_pretrained (weights checked
+# tensor by tensor against config.json), safetensors files, datasets. A folder whose
+# weights or tokenizer do not fit its config reports everything, then exits 1.
+# out_has NEEDLE: NEEDLE in the stdout of the last expect.
+out_has() {
+    checks=$((checks + 1))
+    grep -qF -- "$1" "$tmp/out" || fail "output lacks '$1': $(head -c 2000 "$tmp/out")"
+}
+tiny=tests/fixtures/tiny-llama
+expect 0 "check          ok: the 21 tensors of LlamaForCausalLM" -- inspect $tiny
+out_has "tensors        21 in 1 file, 96.62 KiB, 24,736 elements"
+out_has "dtypes         F32 21 (96.62 KiB)"
+out_has "tokenizer      none (no tokenizer.json in the folder)"
+expect 0 "model.layers.1.self_attn.v_proj.weight  F32     [16, 32]" -- inspect $tiny --tensors
+expect 0 "model.layers.1.self_attn.v_proj.weight  F32     [16, 32]" -- inspect $tiny/model.safetensors
+expect 0 "metadata       format: np" -- inspect tests/fixtures/safetensors/single.safetensors
+out_has "scalar          F32     []"
+expect 0 "shards         2" -- inspect tests/fixtures/safetensors/sharded
+out_has "model.layers.0.mlp.experts.gate_up_proj_blocks  U8      [2, 4, 2, 16]  (model-00001-of-00002.safetensors)"
+mkdir -p "$tmp/model"
+cp $tiny/model.safetensors $tiny/generation_config.json "$tmp/model/"
+cp $tok "$tmp/model/tokenizer.json"
+sed 's/"num_hidden_layers": 2/"num_hidden_layers": 3/; s/"intermediate_size": 64/"intermediate_size": 48/' \
+    $tiny/config.json >"$tmp/model/config.json"
+expect 1 "the model would not load: see the report above" -- inspect "$tmp/model"
+out_has "check          FAILED, the weights would not load: 9 missing, 6 wrong shape (of 30 expected, 21 in the files)"
+out_has "  missing      model.layers.2.mlp.down_proj.weight [32, 48]"
+out_has "  wrong shape  model.layers.0.mlp.up_proj.weight is [64, 32], config.json says [48, 32]"
+out_has "tokenizer      tokenizer.json: 683 ids, 4 special"
+out_has "ids from 96 on have no embedding"
+expect 2 "are for datasets" -- inspect $tiny --tokenizer $tok
+expect 1 "nothing-here: no such model folder, file or preset" -- inspect nothing-here
+expect 0 "7  {feedback, max_score, normalized_score, rubric_alignment, score}" -- inspect $dat/grading
+out_has "tokens         not counted: give --tokenizer FILE or --model DIR"
+expect 0 "longer than    200 tokens: 4 of 7 examples (57.1%)" -- inspect $dat/grading --tokenizer $tok \
+    --template $dat/grading.template.json --max-length 200
+out_has "examples       7 (0 dropped: no trained token)"
+out_has "tokens         1,348, 548 trained (40.7%)"
+out_has "length         min 58, median 211, p90 288, p99 288, max 289, mean 192.6"
+out_has "          129-256        3  ########################################"
+expect 0 "data           $dat/grading/train_1.json (1 file," -- inspect $dat/grading/train_1.json
+expect 0 "2  messages" -- inspect $dat/chat.jsonl --tokenizer $tok --chat-format llama3
+out_has "examples       2 (0 dropped"
+expect 1 "messages: a chat record, but no chat format was given" -- inspect $dat/chat.jsonl --tokenizer $tok
+expect 1 "bad/invalid.jsonl:3: invalid JSON" -- inspect $dat/bad/invalid.jsonl
+
+# tune tokenize --json, and --file F --jsonl: one array of ids per line of F, as tokenizers
+# gives them (ids from tests/fixtures/tokenizer/llama3_style.expected.json's tokenizer).
+expect 0 "[677, 317, 505, 83, 261, 64, 83, 13]" -- tokenize --tokenizer $tok --text "The cat sat." --json
+printf 'The cat sat.' >"$tmp/text.txt"
+expect 0 "677 317 505 83 261 64 83 13" -- tokenize --tokenizer $tok --file "$tmp/text.txt"
+printf '"The cat sat."\n"h\\u00e9llo \\ud83d\\ude00"\n""\n' >"$tmp/texts.jsonl"
+printf '[677, 317, 505, 83, 261, 64, 83, 13]\n[677, 71, 333, 358, 220, 172, 253, 246, 222]\n[677]\n' \
+    >"$tmp/want.jsonl"
+expect 0 "[677]" -- tokenize --tokenizer $tok --file "$tmp/texts.jsonl" --jsonl
+checks=$((checks + 1))
+cmp -s "$tmp/out" "$tmp/want.jsonl" || fail "tokenize --jsonl: $(cat "$tmp/out")"
+printf '"a"\n\n"b"\n' >"$tmp/blank.jsonl"
+expect 1 "blank.jsonl:2: not a JSON string" -- tokenize --tokenizer $tok --file "$tmp/blank.jsonl" --jsonl
+expect 2 "--jsonl reads --file F" -- tokenize --tokenizer $tok --text x --jsonl
+expect 2 "give --text or --file, not both" -- tokenize --tokenizer $tok --text x --file "$tmp/text.txt"
 
 echo "cli_test: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]

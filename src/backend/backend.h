@@ -59,6 +59,7 @@ struct seq_layout {
 
 struct backend {
     const char *name;
+    int64_t bytes_in_use, bytes_peak; /* of alloc minus free, kept by the backend */
 
     /* Memory. alloc returns NULL on failure (the caller reports which plan
      * category could not be had). */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "base/units.h"
 #include "cli/commands.h"
@@ -55,7 +56,10 @@ static int run(struct train_args *a, tune_err *err)
                                          a->rc.micro_batch, a->tc.seed, true, err)))
         goto out;
 
-    if (llama_init(&m, &a->spec, &a->rc, backend_cpu(), a->tc.seed, err) || llama_load_weights(&m, a->model, err))
+    struct backend *be = backend_cpu();
+    be->bytes_peak = be->bytes_in_use; /* measure this run's own allocations */
+    int64_t held_before = be->bytes_in_use;
+    if (llama_init(&m, &a->spec, &a->rc, be, a->tc.seed, err) || llama_load_weights(&m, a->model, err))
         goto out;
     model_ready = true;
     llama_init_lora(&m);
@@ -83,6 +87,13 @@ static int run(struct train_args *a, tune_err *err)
         goto out;
     printf("done       %lld steps, last loss %.4f; adapter in %s/final, metrics in %s/metrics.jsonl, curve in "
            "%s/loss.svg\n", (long long)t.step, t.last_loss, a->output, a->output, a->output);
+    char planned[32], held[32], rss[32];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("memory     planned %s, held by the %s backend at its peak %s (%lld bytes of %lld planned); process peak "
+           "RSS %s\n", units_fmt_bytes(m.plan.total, planned, sizeof planned), be->name,
+           units_fmt_bytes(be->bytes_peak - held_before, held, sizeof held), (long long)(be->bytes_peak - held_before),
+           (long long)m.plan.total, units_fmt_bytes((int64_t)ru.ru_maxrss * 1024, rss, sizeof rss));
     rc = 0;
 out:
     if (trainer_ready)

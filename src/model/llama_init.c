@@ -178,16 +178,17 @@ static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)
         abort(); /* init-time and small next to the tensors themselves */
     for (int64_t i = 0; i < n; i++)
         host[i] = (float)gen(rng, arg);
-    struct tensor h = tensor_1d(host, DTYPE_F32, n);
-    if (t->dtype == DTYPE_F32) {
-        m->be->upload(m->be, t->data, host, sizeof(float) * (size_t)n);
-    } else {
-        float *dev = m->be->alloc(m->be, sizeof(float) * (size_t)n);
-        m->be->upload(m->be, dev, host, sizeof(float) * (size_t)n);
-        h.data = dev;
-        m->be->convert(m->be, t, &h);
-        m->be->free(m->be, dev);
+    void *out = host;
+    if (t->dtype != DTYPE_F32) { /* converted on the host: the device holds nothing beyond the plan */
+        if (!(out = malloc((size_t)dtype_bytes(t->dtype, n))))
+            abort();
+        struct tensor h = tensor_1d(host, DTYPE_F32, n), d = tensor_1d(out, t->dtype, n);
+        struct backend *cpu = backend_cpu();
+        cpu->convert(cpu, &d, &h);
     }
+    m->be->upload(m->be, t->data, out, (size_t)dtype_bytes(t->dtype, n));
+    if (out != host)
+        free(out);
     free(host);
 }
 

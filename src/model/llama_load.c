@@ -2,6 +2,7 @@
  * buffers. Every tensor the architecture needs must be present with its exact
  * shape in a float dtype; anything else is an error naming the tensor. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/safetensors.h"
@@ -31,13 +32,16 @@ static int load_one(struct llama *m, const struct st_model *st, const char *name
         be->upload(be, dst->data, t->data, (size_t)t->nbytes);
         return 0;
     }
-    void *tmp = be->alloc(be, (size_t)t->nbytes);
-    if (!tmp)
+    /* Converted on the host, so the device holds nothing beyond the plan. */
+    size_t bytes = (size_t)dtype_bytes(dst->dtype, numel);
+    void *host = malloc(bytes);
+    if (!host)
         return err_set(err, "out of memory converting '%s'", name);
-    be->upload(be, tmp, t->data, (size_t)t->nbytes);
-    struct tensor src = tensor_1d(tmp, t->dtype, numel), d = tensor_1d(dst->data, dst->dtype, numel);
-    be->convert(be, &d, &src);
-    be->free(be, tmp);
+    struct tensor src = tensor_1d((void *)t->data, t->dtype, numel), h = tensor_1d(host, dst->dtype, numel);
+    struct backend *cpu = backend_cpu();
+    cpu->convert(cpu, &h, &src);
+    be->upload(be, dst->data, host, bytes);
+    free(host);
     return 0;
 }
 

@@ -1,6 +1,8 @@
 /* The CPU reference backend: the op table and its memory, which is plain host
  * memory, so upload and download are copies. Blocks are 64-byte aligned (a
- * cache line, and enough for any vector load OpenBLAS makes). */
+ * cache line, and enough for any vector load OpenBLAS makes); each carries
+ * its size in a header of one alignment unit, so the backend can count the
+ * bytes it holds (what `tune train` compares with the plan). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,17 +14,28 @@
  * means out of memory. */
 static void *cpu_alloc(struct backend *b, size_t bytes)
 {
-    (void)b;
-    if (bytes > SIZE_MAX - CPU_ALIGN)
+    if (bytes > SIZE_MAX - 2 * CPU_ALIGN)
         return NULL;
     size_t rounded = bytes ? (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN : CPU_ALIGN;
-    return aligned_alloc(CPU_ALIGN, rounded);
+    char *p = aligned_alloc(CPU_ALIGN, rounded + CPU_ALIGN);
+    if (!p)
+        return NULL;
+    memcpy(p, &bytes, sizeof bytes);
+    b->bytes_in_use += (int64_t)bytes;
+    if (b->bytes_in_use > b->bytes_peak)
+        b->bytes_peak = b->bytes_in_use;
+    return p + CPU_ALIGN;
 }
 
 static void cpu_free(struct backend *b, void *p)
 {
-    (void)b;
-    free(p);
+    if (!p)
+        return;
+    char *block = (char *)p - CPU_ALIGN;
+    size_t bytes;
+    memcpy(&bytes, block, sizeof bytes);
+    b->bytes_in_use -= (int64_t)bytes;
+    free(block);
 }
 
 static void cpu_upload(struct backend *b, void *dst, const void *host, size_t bytes)
