@@ -328,13 +328,72 @@ static void test_three_adamw_steps(void **state)
     llama_free(&m);
 }
 
+/* Full fine-tuning: the gradient of every weight (embeddings, every linear
+ * and bias, every norm, the head; tied embeddings get both uses) equals torch's. */
+static void check_grad(struct fixture *f, const struct trained *t, const char *name, int *checked)
+{
+    if (!t->grad.data)
+        fail_msg("%s is not trained", name);
+    char g[256];
+    snprintf(g, sizeof g, "full.%s.grad", name);
+    int64_t n = tensor_numel(&t->grad);
+    double e = rel_l2(t->grad.data, golden_f32(f, g, n), n);
+    if (e > 1e-5)
+        fail_msg("%s: relative error %.3g", g, e);
+    (*checked)++;
+}
+
+static void test_full_finetune_grads(void **state)
+{
+    struct fixture *f = *state;
+    struct run_config rc = f->rc;
+    rc.method = METHOD_FULL;
+    rc.targets = 0;
+    struct llama m;
+    tune_err err = {{0}};
+    if (llama_init(&m, &f->spec, &rc, backend_cpu(), 7, &err) || llama_load_weights(&m, f->dir, &err))
+        fail_msg("%s", err.msg);
+    struct llama_batch b = golden_batch(f);
+    int32_t count = *(const int32_t *)st_file_find(&f->golden, "count")->data;
+    int64_t counted;
+    llama_zero_grads(&m);
+    assert_false(isnan(llama_step(&m, &b, true, 1.0f / (float)count, 0, &counted, &err)));
+    int checked = 0;
+    char name[256];
+    check_grad(f, &m.full_embed, "model.embed_tokens.weight", &checked);
+    check_grad(f, &m.full_norm, "model.norm.weight", &checked);
+    if (!f->spec.tie_embeddings)
+        check_grad(f, &m.full_head, "lm_head.weight", &checked);
+    for (int64_t l = 0; l < f->spec.layers; l++) {
+        struct llama_layer *ly = &m.layers[l];
+        for (int i = 0; i < LAYOUT_MAX_LINEARS && m.lin[i].module; i++) {
+            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, m.lin[i].module);
+            check_grad(f, &ly->full_w[i], name, &checked);
+            if (m.lin[i].bias) {
+                snprintf(name, sizeof name, "model.layers.%lld.%s.bias", (long long)l, m.lin[i].module);
+                check_grad(f, &ly->full_bias[i], name, &checked);
+            }
+        }
+        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        check_grad(f, &ly->full_ln_attn, name, &checked);
+        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+        check_grad(f, &ly->full_ln_mlp, name, &checked);
+    }
+    int want = 0;
+    for (int i = 0; i < f->golden.n_tensors; i++)
+        want += !strncmp(f->golden.tensors[i].name, "full.", 5);
+    assert_int_equal(checked, want); /* every parameter torch has */
+    llama_free(&m);
+}
+
 #define FIXTURE_TESTS(dir)                                                                              \
     cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
         cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup, teardown, dir),   \
         cmocka_unit_test_prestate_setup_teardown(test_merge_matches_peft, setup, teardown, dir),       \
         cmocka_unit_test_prestate_setup_teardown(test_decode_matches_transformers, setup, teardown, dir), \
-        cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir)
+        cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir),        \
+        cmocka_unit_test_prestate_setup_teardown(test_full_finetune_grads, setup, teardown, dir)
 
 int main(void)
 {

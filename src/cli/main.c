@@ -1,6 +1,8 @@
 /* tune: one program, subcommands dispatched from one table (git's way). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 
@@ -25,8 +27,25 @@ static void usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].about);
 }
 
+/* OpenBLAS picks its GEMM kernels from the CPU's model number at load time;
+ * on virtual machines that report a generic "Intel Xeon Processor" it falls
+ * back to its oldest x86-64 kernels (Prescott), measured 1.5x slower here.
+ * When the user has not chosen, name the core from the CPU's features and
+ * start again, before OpenBLAS is used. */
+static void pick_blas_core(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE"))
+        return;
+    const char *core = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : "";
+    if (setenv("OPENBLAS_CORETYPE", core, 0) == 0 && core[0])
+        execv("/proc/self/exe", argv); /* on failure, go on with OpenBLAS's own choice */
+}
+
 int main(int argc, char **argv)
 {
+    pick_blas_core(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

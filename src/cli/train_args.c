@@ -29,7 +29,7 @@ static const struct cli_opt train_opts[] = {
     [T_OUTPUT] = {"--output", "DIR", "checkpoints, metrics.jsonl, loss.svg and final/ go here"},
     [T_RESUME] = {"--resume", "DIR", "continue OUTPUT/checkpoint-N exactly where it stopped"},
     [T_CONFIG] = {"--config", "FILE", "YAML file of these flags (long names as keys); flags override it"},
-    [T_METHOD] = {"--method", "M", "lora (default)"},
+    [T_METHOD] = {"--method", "M", "lora (default) or full (every weight, or those of --targets)"},
     [T_R] = {"--r", "N", "LoRA rank (default 16)"},
     [T_ALPHA] = {"--alpha", "A", "LoRA alpha (default 32)"},
     [T_DROPOUT] = {"--dropout", "P", "LoRA dropout (default 0.05)"},
@@ -126,8 +126,13 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
     int c;
     switch (opt) {
     case T_METHOD:
+        if (!strcmp(v, "full")) {
+            rc->method = METHOD_FULL;
+            rc->targets = 0; /* every weight, unless --targets names some */
+            return 0;
+        }
         if (strcmp(v, "lora"))
-            return err_set(err, "--method: '%s': tune train does lora today (full and qlora are planned)", v);
+            return err_set(err, "--method: '%s': tune train does lora and full today (qlora is planned)", v);
         return 0;
     case T_R: return units_parse_int(v, "--r", 1, 4096, &rc->lora_r, err);
     case T_ALPHA: return units_parse_real(v, "--alpha", 1e-6, 1e6, &rc->lora_alpha, err);

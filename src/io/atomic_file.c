@@ -125,3 +125,37 @@ int atomic_file_save(const char *path, const void *buf, size_t n, tune_err *err)
     }
     return atomic_file_commit(&af, err);
 }
+
+int atomic_file_copy_if_exists(const char *dir, const char *out, const char *name, tune_err *err)
+{
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", out, name);
+    FILE *f = fopen(src, "rb");
+    if (!f)
+        return errno == ENOENT ? 0 : err_set(err, "%s: cannot read: %s", src, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[65536];
+    size_t n;
+    while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    int bad = ferror(f);
+    fclose(f);
+    if (mem)
+        fclose(mem);
+    int rc = bad || !mem ? err_set(err, "%s: read failed", src) : atomic_file_save(dst, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+int atomic_file_copy_model_files(const char *src_dir, const char *dst_dir, tune_err *err)
+{
+    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        if (atomic_file_copy_if_exists(src_dir, dst_dir, files[k], err))
+            return -1;
+    return 0;
+}

@@ -35,4 +35,12 @@ void atomic_file_abort(struct atomic_file *af);
 /* Convenience for small files (JSON): open, write buf, commit. */
 int atomic_file_save(const char *path, const void *buf, size_t n, tune_err *err);
 
+/* Copies DIR/name to OUT/name (atomically) when it exists; a missing source
+ * is not an error. */
+int atomic_file_copy_if_exists(const char *dir, const char *out, const char *name, tune_err *err);
+
+/* Copies a model folder's non-weight files (config.json, generation_config.json,
+ * the tokenizer's files, chat_template.jinja) that exist. */
+int atomic_file_copy_model_files(const char *src_dir, const char *dst_dir, tune_err *err);
+
 #endif

@@ -108,6 +108,10 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
     be->matmul(be, dx, dy, false, &L->w[i], false, 1.0f, beta);
+    if (L->full_w[i].grad.data) /* full fine-tuning: dW += dy^T x, db += sum(dy) */
+        be->matmul(be, &L->full_w[i].grad, dy, true, x, false, 1.0f, 1.0f);
+    if (L->full_bias[i].grad.data)
+        be->bias_backward(be, &L->full_bias[i].grad, dy);
     struct lora *lo = &L->lora[i];
     if (!lo->on)
         return;
@@ -177,7 +181,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
     linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
     linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
-    be->rmsnorm_backward(be, dres, NULL, &dxn, &a->mid, &L->ln_mlp, &a->rstd2);
+    be->rmsnorm_backward(be, dres, L->full_ln_mlp.grad.data ? &L->full_ln_mlp.grad : NULL, &dxn, &a->mid,
+                         &L->ln_mlp, &a->rstd2);
 
     linear_backward(m, l, LIN_O, &datt, dres, &a->att, &a->xa[LIN_O], 0, step);
     int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
@@ -192,7 +197,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     linear_backward(m, l, LIN_Q, &dxn, &dq, &a->xn1, &a->xa[LIN_Q], 0, step);
     linear_backward(m, l, LIN_K, &dxn, &dk, &a->xn1, &a->xa[LIN_K], 1, step);
     linear_backward(m, l, LIN_V, &dxn, &dv, &a->xn1, &a->xa[LIN_V], 1, step);
-    be->rmsnorm_backward(be, dres, NULL, &dxn, &a->x, &L->ln_attn, &a->rstd1);
+    be->rmsnorm_backward(be, dres, L->full_ln_attn.grad.data ? &L->full_ln_attn.grad : NULL, &dxn, &a->x,
+                         &L->ln_attn, &a->rstd1);
 }
 
 /* Final norm, then the loss over blocks of whole-vocabulary rows; with
@@ -221,10 +227,13 @@ static double loss_forward_backward(struct llama *m, int64_t T, const struct ten
         be->cross_entropy_backward(be, &logits, &lse, &lab, loss_scale);
         struct tensor dx = tensor_rows(&dxn, t0, n);
         be->matmul(be, &dx, &logits, false, &m->head, false, 1.0f, 0.0f);
+        if (m->full_head.grad.data) /* dW_head += dlogits^T x */
+            be->matmul(be, &m->full_head.grad, &logits, true, &x, false, 1.0f, 1.0f);
     }
     if (backward) {
         be->zero(be, dres);
-        be->rmsnorm_backward(be, dres, NULL, &dxn, &xf, &m->norm, &rstd);
+        be->rmsnorm_backward(be, dres, m->full_norm.grad.data ? &m->full_norm.grad : NULL, &dxn, &xf, &m->norm,
+                             &rstd);
     }
     return loss;
 }
@@ -299,6 +308,8 @@ double llama_step(struct llama *m, const struct llama_batch *batch, bool backwar
         }
         layer_backward(m, l, &a, &dres, &sl, step);
     }
+    if (backward && m->full_embed.grad.data)
+        be->embedding_backward(be, &m->full_embed.grad, &dres, &ids);
     *counted = count;
     return loss;
 }

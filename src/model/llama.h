@@ -22,11 +22,20 @@ struct lora {
     struct tensor dA, dB; /* their gradients */
 };
 
+/* A fully trained tensor: its fp32 master (what AdamW updates) and gradient;
+ * the forward reads the working copy in the weights, refreshed from the master
+ * after each step. data NULL when the tensor is frozen. */
+struct trained {
+    struct tensor master, grad;
+};
+
 struct llama_layer {
     struct tensor w[LAYOUT_MAX_LINEARS];    /* [out, in], layout.c's order */
     struct tensor bias[LAYOUT_MAX_LINEARS]; /* [out], or data NULL */
     struct lora lora[LAYOUT_MAX_LINEARS];
+    struct trained full_w[LAYOUT_MAX_LINEARS], full_bias[LAYOUT_MAX_LINEARS];
     struct tensor ln_attn, ln_mlp;          /* [C] */
+    struct trained full_ln_attn, full_ln_mlp;
     int64_t window;                         /* sliding window, 0 for full attention */
 };
 
@@ -43,6 +52,7 @@ struct llama {
     struct tensor norm;   /* [C] */
     struct tensor head;   /* [V, C]: lm_head, or embed when tied */
     struct llama_layer *layers;
+    struct trained full_embed, full_norm, full_head; /* full fine-tuning of every weight */
     struct rope_table rope;
     float attn_scale, lora_scale;
     uint64_t seed;        /* of LoRA init and dropout */
@@ -95,6 +105,19 @@ void llama_kv_cache_free(struct llama_kv_cache *kv, const struct llama *m);
  * no dropout and seq >= the cache capacity (its working buffers). */
 int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids, int64_t n, float *logits_out,
                  tune_err *err);
+
+/* Full fine-tuning: sets every master from the working weights (done by the
+ * loaders; call it after writing weights any other way). */
+void llama_init_masters(struct llama *m);
+
+/* Full fine-tuning: copies every master weight into the working weights the
+ * forward reads (after each optimizer step, and after loading). */
+void llama_refresh_weights(struct llama *m);
+
+/* Full fine-tuning: writes the working weights as DIR/model.safetensors with
+ * transformers' names (fp32), and copies config.json and the tokenizer files
+ * from the base folder. */
+int llama_save_weights(const struct llama *m, const char *dir, const char *base_dir, tune_err *err);
 
 /* Zeroes every gradient of the trainable tensors. */
 void llama_zero_grads(struct llama *m);

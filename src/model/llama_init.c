@@ -12,11 +12,73 @@
 /* M_PI is POSIX, not C11. */
 static const double PI = 3.14159265358979323846;
 
-static struct tensor param_view(const struct llama *m, const char *name, int64_t inst, int64_t rows, int64_t cols)
+/* A [rows, cols] view at element `skip` of instance inst of a plan buffer
+ * (data NULL if the run has no such buffer). */
+static struct tensor param_view_at(const struct llama *m, const char *name, int64_t inst, int64_t skip, int64_t rows,
+                                   int64_t cols)
 {
     const struct plan_buffer *b = plan_find(&m->plan, name);
-    return tensor_2d(b ? plan_arena_at(&m->arena, name, inst) : NULL, b ? b->dtype : DTYPE_F32, rows, cols);
+    char *p = b ? plan_arena_at(&m->arena, name, inst) : NULL;
+    return tensor_2d(p ? p + dtype_bytes(b->dtype, skip) : NULL, b ? b->dtype : DTYPE_F32, rows, cols);
 }
+
+static struct tensor param_view(const struct llama *m, const char *name, int64_t inst, int64_t rows, int64_t cols)
+{
+    return param_view_at(m, name, inst, 0, rows, cols);
+}
+
+/* The master and gradient of a fully trained tensor, `skip` elements into
+ * buffer name's instance. */
+static struct trained trained_view(const struct llama *m, const char *name, int64_t inst, int64_t skip, int64_t rows,
+                                   int64_t cols)
+{
+    char grad[160];
+    snprintf(grad, sizeof grad, "%s.grad", name);
+    return (struct trained){param_view_at(m, name, inst, skip, rows, cols),
+                            param_view_at(m, grad, inst, skip, rows, cols)};
+}
+
+/* Calls fn(weight, trained) for every fully trained tensor. */
+static void each_trained(struct llama *m, void (*fn)(struct llama *m, struct tensor *w, struct trained *t))
+{
+    struct trained *model[3] = {&m->full_embed, &m->full_norm, &m->full_head};
+    struct tensor *weights[3] = {&m->embed, &m->norm, &m->head};
+    for (int k = 0; k < 3; k++)
+        if (model[k]->master.data)
+            fn(m, weights[k], model[k]);
+    for (int64_t l = 0; l < m->spec->layers; l++) {
+        struct llama_layer *ly = &m->layers[l];
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            if (ly->full_w[i].master.data)
+                fn(m, &ly->w[i], &ly->full_w[i]);
+            if (ly->full_bias[i].master.data)
+                fn(m, &ly->bias[i], &ly->full_bias[i]);
+        }
+        if (ly->full_ln_attn.master.data) {
+            fn(m, &ly->ln_attn, &ly->full_ln_attn);
+            fn(m, &ly->ln_mlp, &ly->full_ln_mlp);
+        }
+    }
+}
+
+static void to_weight(struct llama *m, struct tensor *w, struct trained *t)
+{
+    struct tensor dst = tensor_1d(w->data, w->dtype, tensor_numel(w));
+    struct tensor src = tensor_1d(t->master.data, t->master.dtype, tensor_numel(w));
+    m->be->convert(m->be, &dst, &src);
+}
+
+static void to_master(struct llama *m, struct tensor *w, struct trained *t)
+{
+    struct tensor dst = tensor_1d(t->master.data, t->master.dtype, tensor_numel(w));
+    struct tensor src = tensor_1d(w->data, w->dtype, tensor_numel(w));
+    m->be->convert(m->be, &dst, &src);
+}
+
+void llama_refresh_weights(struct llama *m) { each_trained(m, to_weight); }
+
+/* After the weights are loaded: the masters start from them. */
+void llama_init_masters(struct llama *m) { each_trained(m, to_master); }
 
 /* Inverse frequencies of the rotary embedding, with the config's scaling
  * (transformers' _compute_default / _compute_llama3 / linear parameters). */
@@ -79,10 +141,9 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
     m->seed = seed;
     if (spec->arch == MODEL_ARCH_GPT_OSS)
         return err_set(err, "%s: gpt-oss training arrives with its own model file (issue 7)", spec->name);
-    if (rc->method != METHOD_LORA)
-        return err_set(err, "%s fine-tuning is not implemented yet on %s: use --method lora",
-                       run_method_name(rc->method), be->name);
-    if (rc->targets & 1u << TARGET_LM_HEAD)
+    if (rc->method == METHOD_QLORA)
+        return err_set(err, "qlora is not implemented yet on %s: use --method lora or full", be->name);
+    if (rc->method == METHOD_LORA && rc->targets & 1u << TARGET_LM_HEAD)
         return err_set(err, "LoRA on lm_head is not implemented yet");
     if (plan_build(&m->plan, spec, rc, err))
         return -1;
@@ -100,6 +161,9 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
     m->embed = param_view(m, "embed_tokens.weight", 0, spec->vocab, C);
     m->norm = param_view(m, "norm.weight", 0, C, 1);
     m->head = spec->tie_embeddings ? m->embed : param_view(m, "lm_head.weight", 0, spec->vocab, C);
+    m->full_embed = trained_view(m, "embed_tokens.weight.master", 0, 0, spec->vocab, C);
+    m->full_norm = trained_view(m, "norm.weight.master", 0, 0, C, 1);
+    m->full_head = spec->tie_embeddings ? m->full_embed : trained_view(m, "lm_head.weight.master", 0, 0, spec->vocab, C);
     int64_t ordinal[LAYOUT_MAX_LINEARS] = {0};
     char name[160];
     for (int64_t l = 0; l < L; l++) {
@@ -112,6 +176,14 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
             ly->bias[i] = param_view(m, name, l, li->out, 1);
             if (!run_layer_targeted(rc, l, li->target))
                 continue;
+            if (rc->method == METHOD_FULL) { /* master = weight then bias, one buffer */
+                snprintf(name, sizeof name, "layers.*.%s.weight.master", li->module);
+                ly->full_w[i] = trained_view(m, name, ordinal[i], 0, li->out, li->in);
+                if (li->bias)
+                    ly->full_bias[i] = trained_view(m, name, ordinal[i], li->out * li->in, li->out, 1);
+                ordinal[i]++;
+                continue;
+            }
             struct lora *lo = &ly->lora[i];
             lo->on = true;
             snprintf(name, sizeof name, "layers.*.%s.lora_A", li->module);
@@ -128,6 +200,8 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         enum dtype nd = plan_find(&m->plan, "layers.*.{input,post_attention}_layernorm.weight")->dtype;
         ly->ln_attn = tensor_1d(norms, nd, C);
         ly->ln_mlp = tensor_1d(norms + dtype_bytes(nd, C), nd, C);
+        ly->full_ln_attn = trained_view(m, "layers.*.norms_and_sinks.master", l, 0, C, 1);
+        ly->full_ln_mlp = trained_view(m, "layers.*.norms_and_sinks.master", l, C, C, 1);
         ly->window = spec->layer_sliding[l] ? spec->sliding_window : 0;
     }
     m->attn_scale = 1.0f / sqrtf((float)spec->head_dim);
@@ -218,6 +292,7 @@ void llama_init_random(struct llama *m, uint64_t seed)
         fill(m, &ly->ln_attn, &rng, gen_const, 1.0);
         fill(m, &ly->ln_mlp, &rng, gen_const, 1.0);
     }
+    llama_init_masters(m);
 }
 
 void llama_init_lora(struct llama *m)

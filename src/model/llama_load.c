@@ -1,10 +1,15 @@
 /* Loading a Hugging Face Llama-family checkpoint into the plan's weight
- * buffers. Every tensor the architecture needs must be present with its exact
- * shape in a float dtype; anything else is an error naming the tensor. */
+ * buffers, and saving them back (full fine-tuning). Every tensor the
+ * architecture needs must be present with its exact shape in a float dtype;
+ * anything else is an error naming the tensor. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
 
@@ -20,10 +25,15 @@ static int load_one(struct llama *m, const struct st_model *st, const char *name
         numel *= t->shape[d];
     bool shape_ok = cols == 1 ? (t->rank == 1 && t->shape[0] == rows)
                               : (t->rank == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!shape_ok)
-        return err_set(err, "%s: tensor '%s' has %d dims (%lld elements), expected [%lld%s%lld]", file->path, name,
-                       t->rank, (long long)numel, (long long)rows, cols == 1 ? "" : ", ",
-                       cols == 1 ? 0LL : (long long)cols);
+    if (!shape_ok) {
+        char want[64];
+        if (cols == 1)
+            snprintf(want, sizeof want, "[%lld]", (long long)rows);
+        else
+            snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
+        return err_set(err, "%s: tensor '%s' has %d dims (%lld elements), expected %s", file->path, name, t->rank,
+                       (long long)numel, want);
+    }
     if (t->dtype != DTYPE_F32 && t->dtype != DTYPE_F16 && t->dtype != DTYPE_BF16)
         return err_set(err, "%s: tensor '%s' is %s; tune reads F32, F16 and BF16 weights here", file->path, name,
                        dtype_name(t->dtype));
@@ -72,5 +82,74 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
         rc = rc || load_one(m, &st, name, &ly->ln_mlp, C, 1, err);
     }
     st_model_close(&st);
+    if (rc)
+        return -1;
+    llama_init_masters(m);
+    return 0;
+}
+
+/* Full fine-tuning's output: the working weights under transformers' names,
+ * fp32, one file (sharding as merge does is left for models that need it). */
+int llama_save_weights(const struct llama *m, const char *dir, const char *base_dir, tune_err *err)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return err_set(err, "%s: cannot create: %s", dir, strerror(errno));
+    const struct model_spec *s = m->spec;
+    int64_t n_max = 3 + s->layers * (2 * LAYOUT_MAX_LINEARS + 2);
+    char (*names)[192] = calloc((size_t)n_max, sizeof *names);
+    void **host = calloc((size_t)n_max, sizeof *host);
+    const struct tensor **tensors = calloc((size_t)n_max, sizeof *tensors);
+    int64_t n = 0;
+    int rc = names && host && tensors ? 0 : err_set(err, "out of memory");
+#define ADD(t, ...) (snprintf(names[n], sizeof names[n], __VA_ARGS__), tensors[n++] = (t))
+    if (!rc) {
+        ADD(&m->embed, "model.embed_tokens.weight");
+        ADD(&m->norm, "model.norm.weight");
+        if (!s->tie_embeddings)
+            ADD(&m->head, "lm_head.weight");
+        for (int64_t l = 0; l < s->layers; l++) {
+            const struct llama_layer *ly = &m->layers[l];
+            for (int i = 0; i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
+                ADD(&ly->w[i], "model.layers.%lld.%s.weight", (long long)l, m->lin[i].module);
+                if (ly->bias[i].data)
+                    ADD(&ly->bias[i], "model.layers.%lld.%s.bias", (long long)l, m->lin[i].module);
+            }
+            ADD(&ly->ln_attn, "model.layers.%lld.input_layernorm.weight", (long long)l);
+            ADD(&ly->ln_mlp, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+        }
+    }
+#undef ADD
+    struct st_writer w;
+    st_writer_init(&w);
+    struct backend *cpu = backend_cpu();
+    for (int64_t k = 0; !rc && k < n; k++) {
+        const struct tensor *t = tensors[k];
+        int64_t numel = tensor_numel(t);
+        void *raw = malloc((size_t)dtype_bytes(t->dtype, numel));
+        host[k] = malloc(sizeof(float) * (size_t)numel);
+        if (!raw || !host[k]) {
+            free(raw);
+            rc = err_set(err, "out of memory");
+            break;
+        }
+        m->be->download(m->be, raw, t->data, (size_t)dtype_bytes(t->dtype, numel));
+        struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(host[k], DTYPE_F32, numel);
+        cpu->convert(cpu, &dst, &src);
+        free(raw);
+        bool vector = t->rank == 1 || t->shape[1] == 1; /* norms and biases: 1-D, as transformers saves them */
+        int64_t shape[2] = {t->shape[0], vector ? 1 : t->shape[1]};
+        rc = st_writer_add(&w, names[k], DTYPE_F32, vector ? 1 : 2, shape, host[k], err);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!rc)
+        rc = st_writer_set_metadata(&w, "format", "pt", err) || st_writer_write(&w, path, err) ||
+             atomic_file_copy_model_files(base_dir, dir, err);
+    st_writer_free(&w);
+    for (int64_t k = 0; host && k < n; k++)
+        free(host[k]);
+    free(host);
+    free(names);
+    free(tensors);
     return rc ? -1 : 0;
 }

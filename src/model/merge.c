@@ -15,31 +15,6 @@
 #include "model/peft.h"
 #include "model/spec.h"
 
-/* Copies DIR/name to OUT/name if it exists. */
-static int copy_file(const char *dir, const char *out, const char *name, tune_err *err)
-{
-    char src[4096], dst[4096];
-    snprintf(src, sizeof src, "%s/%s", dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", out, name);
-    FILE *f = fopen(src, "rb");
-    if (!f)
-        return errno == ENOENT ? 0 : err_set(err, "%s: cannot read: %s", src, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[65536];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    int bad = ferror(f);
-    fclose(f);
-    if (mem)
-        fclose(mem);
-    int rc = bad || !mem ? err_set(err, "%s: read failed", src) : atomic_file_save(dst, buf, len, err);
-    free(buf);
-    return rc;
-}
-
 /* W[out, in] += scale * B[out, r] A[r, in], in W's dtype. */
 static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B, float scale,
                      void **merged, tune_err *err)
@@ -124,10 +99,8 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     if (!status)
         status = st_writer_set_metadata(&w, "format", "pt", err) ||
                  st_writer_write_sharded(&w, out_dir, max_shard_bytes, err);
-    static const char *const copied[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"};
-    for (size_t k = 0; !status && k < sizeof copied / sizeof copied[0]; k++)
-        status = copy_file(base_dir, out_dir, copied[k], err);
+    if (!status)
+        status = atomic_file_copy_model_files(base_dir, out_dir, err);
     st_writer_free(&w);
     for (int i = 0; merged && i < base.n_tensors; i++)
         free(merged[i]);

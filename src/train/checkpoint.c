@@ -1,4 +1,5 @@
-/* Checkpoints: OUTPUT/checkpoint-N/ holds the adapter (PEFT layout), the
+/* Checkpoints: OUTPUT/checkpoint-N/ holds the adapter (PEFT layout; the whole
+ * model under full fine-tuning), the
  * optimizer states (optimizer.safetensors, one tensor per plan buffer
  * instance) and trainer_state.json (step, data position, seed). The scheduler
  * is a function of the step and every random draw is keyed by (seed, step),
@@ -129,7 +130,7 @@ int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train,
     if (mkdir(tmp, 0755) != 0)
         return err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-    int rc = peft_save_adapter(t->m, tmp, t->cfg.base_model, err) || save_optimizer(t, path, err);
+    int rc = trainer_save_model(t, tmp, err) || save_optimizer(t, path, err);
     snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
     rc = rc || save_state(t, path, err);
     if (rc) {
@@ -204,5 +205,5 @@ int trainer_resume(struct trainer *t, const char *dir, tune_err *err)
         return err_set(err, "%s: seed %lld differs from the run's %llu", path, (long long)seed,
                        (unsigned long long)t->cfg.seed);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    return peft_load_adapter(t->m, dir, err) || load_optimizer(t, path, err) ? -1 : 0;
+    return trainer_load_model(t, dir, err) || load_optimizer(t, path, err) ? -1 : 0;
 }

@@ -158,6 +158,8 @@ static int train_step(struct trainer *t, struct batch_stream *s, struct held_bat
     optim_clip(be, &t->m->arena, norm, t->cfg.max_grad_norm);
     double lr = schedule_lr(t->cfg.schedule, t->cfg.adamw.lr, t->step, t->cfg.warmup_steps, t->total_steps);
     optim_adamw_step(be, &t->m->arena, &t->cfg.adamw, lr, t->step + 1);
+    if (t->m->rc.method == METHOD_FULL)
+        llama_refresh_weights(t->m);
     t->step++;
     *out = (struct step_metrics){t->step, (double)t->epoch + (double)t->index / (double)(s->items_per_epoch ? s->items_per_epoch : 1),
                                  labels ? loss / (double)labels : NAN, lr, norm, tokens, now() - t0};
@@ -210,7 +212,21 @@ int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stre
         return -1;
     char final[4096];
     snprintf(final, sizeof final, "%s/final", t->cfg.output_dir);
-    if (peft_save_adapter(t->m, final, t->cfg.base_model, err))
+    if (trainer_save_model(t, final, err))
         return -1;
     return metrics_plot(t->cfg.output_dir, err);
+}
+
+int trainer_save_model(const struct trainer *t, const char *dir, tune_err *err)
+{
+    if (t->m->rc.method == METHOD_FULL)
+        return llama_save_weights(t->m, dir, t->cfg.base_model, err);
+    return peft_save_adapter(t->m, dir, t->cfg.base_model, err);
+}
+
+int trainer_load_model(struct trainer *t, const char *dir, tune_err *err)
+{
+    if (t->m->rc.method == METHOD_FULL)
+        return llama_load_weights(t->m, dir, err);
+    return peft_load_adapter(t->m, dir, err);
 }

@@ -75,6 +75,11 @@ double evaluate_loss(struct llama *m, struct batch_stream *eval, tune_err *err);
  * after that step and goes on from there. */
 int trainer_resume(struct trainer *t, const char *checkpoint_dir, tune_err *err);
 
+/* What a run produces: the adapter (PEFT layout) for LoRA, the whole model
+ * (safetensors + config) for full fine-tuning; and reading it back. */
+int trainer_save_model(const struct trainer *t, const char *dir, tune_err *err);
+int trainer_load_model(struct trainer *t, const char *dir, tune_err *err);
+
 /* Writes OUTPUT/checkpoint-<step> atomically (a temporary directory renamed
  * into place) and prunes the oldest beyond save_total_limit. */
 int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train, tune_err *err);

@@ -14,7 +14,8 @@ lora_B made non-zero so every gradient is), and golden.safetensors:
   - two weights of PEFT's merge_and_unload() (for `tune merge`);
   - three AdamW steps on that batch with a linear warmup schedule and
     gradient clipping: each step's loss and pre-clip gradient norm, and every
-    LoRA tensor after the third."""
+    LoRA tensor after the third;
+  - full fine-tuning: the gradient of every parameter of the base model."""
 import json
 import os
 
@@ -114,6 +115,12 @@ def make(name, config, seed):
     merged = fresh.merge_and_unload().state_dict()
     for wname in ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]:
         golden["merged." + wname] = merged[wname].detach().contiguous()
+    # Full fine-tuning: the gradient of every parameter of the base model.
+    base = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    base.train()
+    (batch_loss(base, seqs, labels, starts) / count).backward()
+    for pname, p in base.named_parameters():
+        golden["full." + pname + ".grad"] = p.grad.detach().contiguous()
     save_file(golden, os.path.join(out, "golden.safetensors"))
     print(name, "loss", float(golden["loss_sum"]) / count, "steps", losses)
 
