@@ -123,7 +123,7 @@ train_demo() {
 }
 checks=$((checks + 1))
 if train_demo --output "$tmp/run" --save-steps 4 >/dev/null 2>"$tmp/train.err"; then
-    cp -r "$tmp/run" "$tmp/again"
+    cp -r "$tmp/run" "$tmp/again" && rm -r "$tmp/again/final"
     "$TUNE" train --resume "$tmp/again/checkpoint-8" >/dev/null 2>&1 || fail "tune train --resume exited non-zero"
     sed 's/,"tokens_per_s":[0-9.]*//' "$tmp/run/metrics.jsonl" >"$tmp/m1"
     sed 's/,"tokens_per_s":[0-9.]*//' "$tmp/again/metrics.jsonl" >"$tmp/m2"
@@ -158,6 +158,19 @@ for delay in 0.15 0.35 0.55 0.75 0.95; do
     done
 done
 
+# Full fine-tuning writes a whole model that loads as a base again.
+checks=$((checks + 1))
+if train_demo --output "$tmp/full" --method full --max-steps 4 --save-steps 2 >/dev/null 2>&1; then
+    "$TUNE" eval --model "$tmp/full/final" --data examples/data/grading --template examples/templates/grading.json \
+        --seq 128 >/dev/null 2>&1 || fail "the fully fine-tuned model does not load"
+    cp -r "$tmp/full" "$tmp/full2" && rm -r "$tmp/full2/final"
+    "$TUNE" train --resume "$tmp/full2/checkpoint-2" >/dev/null 2>&1 || fail "full fine-tuning does not resume"
+    cmp -s "$tmp/full/final/model.safetensors" "$tmp/full2/final/model.safetensors" ||
+        fail "resumed full fine-tuning differs from the uninterrupted run"
+else
+    fail "tune train --method full failed"
+fi
+
 expect 1 "none.json: cannot open" -- train --model examples/models/tiny-llama --data "$tmp/none.json" --output "$tmp/x"
 expect 2 "--data and --output are required" -- train --model examples/models/tiny-llama
 expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --data examples/data/grading --output "$tmp/x" --targets xx
@@ -177,8 +190,8 @@ expect 0 "check          ok: the 21 tensors of LlamaForCausalLM" -- inspect $tin
 out_has "tensors        21 in 1 file, 96.62 KiB, 24,736 elements"
 out_has "dtypes         F32 21 (96.62 KiB)"
 out_has "tokenizer      none (no tokenizer.json in the folder)"
-expect 0 "model.layers.1.self_attn.v_proj.weight  F32     [16, 32]" -- inspect $tiny --tensors
-expect 0 "model.layers.1.self_attn.v_proj.weight  F32     [16, 32]" -- inspect $tiny/model.safetensors
+expect 0 "model.layers.1.self_attn.v_proj.weight          F32     [16, 32]" -- inspect $tiny --tensors
+expect 0 "model.layers.1.self_attn.v_proj.weight          F32     [16, 32]" -- inspect $tiny/model.safetensors
 expect 0 "metadata       format: np" -- inspect tests/fixtures/safetensors/single.safetensors
 out_has "scalar          F32     []"
 expect 0 "shards         2" -- inspect tests/fixtures/safetensors/sharded
@@ -188,12 +201,12 @@ cp $tiny/model.safetensors $tiny/generation_config.json "$tmp/model/"
 cp $tok "$tmp/model/tokenizer.json"
 sed 's/"num_hidden_layers": 2/"num_hidden_layers": 3/; s/"intermediate_size": 64/"intermediate_size": 48/' \
     $tiny/config.json >"$tmp/model/config.json"
-expect 1 "the model would not load: see the report above" -- inspect "$tmp/model"
+expect 1 "the weights or the tokenizer do not fit config.json" -- inspect "$tmp/model"
 out_has "check          FAILED, the weights would not load: 9 missing, 6 wrong shape (of 30 expected, 21 in the files)"
 out_has "  missing      model.layers.2.mlp.down_proj.weight [32, 48]"
 out_has "  wrong shape  model.layers.0.mlp.up_proj.weight is [64, 32], config.json says [48, 32]"
-out_has "tokenizer      tokenizer.json: 683 ids, 4 special"
-out_has "ids from 96 on have no embedding"
+out_has "tokenizer      tokenizer.json, 683 ids, 4 special"
+out_has "check          FAILED: the tokenizer has 683 ids but the embedding 96 rows"
 expect 2 "are for datasets" -- inspect $tiny --tokenizer $tok
 expect 1 "nothing-here: no such model folder, file or preset" -- inspect nothing-here
 expect 0 "7  {feedback, max_score, normalized_score, rubric_alignment, score}" -- inspect $dat/grading

@@ -1,12 +1,15 @@
 /* tune tokenize: what the tokenizer and the data pipeline make of a text or a dataset, before
- * any training: the ids of --text, or for --data the statistics of the examples (tokens,
- * trained tokens, truncated, dropped) and the first example token by token with its loss
- * mask. The EOS defaults to the eos_token of the tokenizer_config.json beside the tokenizer,
- * where transformers' tokenizer.eos_token_id (the seeds' EOS) comes from. */
+ * any training: the ids of --text or of a file (--file; with --jsonl one text per line, for
+ * batch checks against other tokenizers), or for --data the statistics of the examples
+ * (tokens, trained tokens, truncated, dropped) and the first example token by token with its
+ * loss mask. The EOS defaults to the eos_token of the tokenizer_config.json beside the
+ * tokenizer, where transformers' tokenizer.eos_token_id (the seeds' EOS) comes from. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/units.h"
 #include "cli/args.h"
@@ -16,13 +19,17 @@
 #include "io/json.h"
 
 enum {
-    OPT_TOKENIZER, OPT_TEXT, OPT_DATA, OPT_TEMPLATE, OPT_CHAT, OPT_MAX_LENGTH, OPT_KEEP_END,
-    OPT_EOS, OPT_NO_SPECIAL, OPT_HELP, OPT_COUNT
+    OPT_TOKENIZER, OPT_TEXT, OPT_FILE, OPT_JSON, OPT_JSONL, OPT_DATA, OPT_TEMPLATE, OPT_CHAT,
+    OPT_MAX_LENGTH, OPT_KEEP_END, OPT_EOS, OPT_NO_SPECIAL, OPT_HELP, OPT_COUNT
 };
 
 static const struct cli_opt tokenize_opts[] = {
     [OPT_TOKENIZER] = {"--tokenizer", "FILE", "a tokenizer.json"},
     [OPT_TEXT] = {"--text", "TEXT", "print the ids of this text"},
+    [OPT_FILE] = {"--file", "F", "print the ids of the text in file F"},
+    [OPT_JSON] = {"--json", NULL, "print the ids as one JSON array"},
+    [OPT_JSONL] = {"--jsonl", NULL, "F holds one JSON string per line: print one JSON array of "
+                                    "ids per line"},
     [OPT_DATA] = {"--data", "PATH", "a .json / .jsonl dataset or a directory of them: statistics "
                                     "and the first example"},
     [OPT_TEMPLATE] = {"--template", "FILE", "build prompt and completion from each record's fields "
@@ -131,6 +138,104 @@ static void print_stats(const struct dataset *d, const struct data_options *o, c
     putchar('\n');
 }
 
+/* Prints the ids of text[0..len): space-separated, or as a JSON array in the layout of
+ * Python's json.dumps ("[1, 2, 3]") so that outputs compare as text. */
+static int print_ids(const struct tokenizer *tok, const char *text, size_t len, unsigned flags, bool json,
+                     tune_err *err)
+{
+    struct tok_ids ids = {0};
+    int rc = tok_encode(tok, text, len, flags, &ids, err);
+    if (rc == 0) {
+        fputs(json ? "[" : "", stdout);
+        for (size_t i = 0; i < ids.n; i++)
+            printf(i == 0 ? "%d" : json ? ", %d" : " %d", ids.v[i]);
+        fputs(json ? "]\n" : "\n", stdout);
+    }
+    tok_ids_free(&ids);
+    return rc;
+}
+
+/* The whole of a file, NUL-terminated (the text itself may hold NUL bytes). */
+static char *read_file(const char *path, size_t *len, tune_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    char *text = NULL;
+    if (!f) {
+        err_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        err_set(err, "%s: not a regular file", path);
+    else if (!(text = malloc((size_t)st.st_size + 1)))
+        err_set(err, "%s: out of memory for %lld bytes", path, (long long)st.st_size);
+    else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        err_set(err, "%s: short read", path);
+        free(text);
+        text = NULL;
+    } else {
+        text[st.st_size] = 0;
+        *len = (size_t)st.st_size;
+    }
+    fclose(f);
+    return text;
+}
+
+static int encode_file(const struct tokenizer *tok, const char *path, unsigned flags, bool json, tune_err *err)
+{
+    size_t len;
+    char *text = read_file(path, &len, err);
+    if (!text)
+        return -1;
+    int rc = print_ids(tok, text, len, flags, json, err);
+    free(text);
+    return rc ? err_prefix(err, "%s", path) : 0;
+}
+
+/* Whether a JSON string literal writes \u0000, which cJSON cannot keep (its strings end at
+ * the first NUL): refused rather than cut. */
+static bool has_escaped_nul(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\\') {
+            if (s[1] == 'u' && strncmp(s + 2, "0000", 4) == 0)
+                return true;
+            if (s[1])
+                s++;
+        }
+    return false;
+}
+
+/* One JSON string per line of path -> one JSON array of ids per line of output, in order. A
+ * line that is not one JSON string (a blank line included) is an error naming it, so the
+ * output lines always pair with the input lines. */
+static int encode_jsonl(const struct tokenizer *tok, const char *path, unsigned flags, tune_err *err)
+{
+    size_t len;
+    char *text = read_file(path, &len, err);
+    if (!text)
+        return -1;
+    int rc = 0;
+    long long line = 0;
+    for (char *at = text; rc == 0 && at < text + len; line++) {
+        char *nl = memchr(at, '\n', (size_t)(text + len - at)), *end = nl ? nl : text + len;
+        *end = 0;
+        if (end > at && end[-1] == '\r')
+            *--end = 0;
+        cJSON *v = memchr(at, 0, (size_t)(end - at)) ? NULL : cJSON_Parse(at);
+        if (!cJSON_IsString(v))
+            rc = err_set(err, "%s:%lld: not a JSON string", path, line + 1);
+        else if (has_escaped_nul(at))
+            rc = err_set(err, "%s:%lld: \\u0000 in a string is not supported", path, line + 1);
+        else if (print_ids(tok, v->valuestring, strlen(v->valuestring), flags, true, err))
+            rc = err_prefix(err, "%s:%lld", path, line + 1);
+        cJSON_Delete(v);
+        at = (nl ? nl : end) + 1;
+    }
+    free(text);
+    return rc;
+}
+
 static int run(const struct tokenize_args *a, tune_err *err)
 {
     struct tokenizer *tok = NULL;
@@ -151,16 +256,12 @@ static int run(const struct tokenize_args *a, tune_err *err)
     if (rc == 0 && a->v[OPT_TEMPLATE])
         rc = data_template_load(&tmpl, a->v[OPT_TEMPLATE], err);
     o.tmpl = tmpl;
-    if (rc == 0 && a->v[OPT_TEXT]) {
-        struct tok_ids ids = {0};
-        rc = tok_encode(tok, a->v[OPT_TEXT], strlen(a->v[OPT_TEXT]),
-                        o.add_special ? TOK_ENCODE_ADD_SPECIAL : 0, &ids, err);
-        for (size_t i = 0; rc == 0 && i < ids.n; i++)
-            printf("%s%d", i ? " " : "", ids.v[i]);
-        if (rc == 0)
-            printf("\n");
-        tok_ids_free(&ids);
-    }
+    unsigned flags = o.add_special ? TOK_ENCODE_ADD_SPECIAL : 0;
+    if (rc == 0 && a->v[OPT_TEXT])
+        rc = print_ids(tok, a->v[OPT_TEXT], strlen(a->v[OPT_TEXT]), flags, a->v[OPT_JSON] != NULL, err);
+    if (rc == 0 && a->v[OPT_FILE])
+        rc = a->v[OPT_JSONL] ? encode_jsonl(tok, a->v[OPT_FILE], flags, err)
+                             : encode_file(tok, a->v[OPT_FILE], flags, a->v[OPT_JSON] != NULL, err);
     if (rc == 0 && a->v[OPT_DATA] && (rc = dataset_load(&d, a->v[OPT_DATA], &o, err)) == 0)
         print_stats(&d, &o, a->v[OPT_DATA]);
     dataset_free(&d);
@@ -178,7 +279,7 @@ int cmd_tokenize(int argc, char **argv)
     int i;
     while ((i = cli_next(&ca, tokenize_opts, OPT_COUNT, &value, &err)) >= 0) {
         if (i == OPT_HELP) {
-            cli_print_help(stdout, "tune tokenize --tokenizer FILE (--text TEXT | --data PATH) "
+            cli_print_help(stdout, "tune tokenize --tokenizer FILE (--text TEXT | --file F | --data PATH) "
                            "[options]", "Prints the ids of a text, or what a dataset becomes: "
                            "examples, tokens, trained tokens, and the first example with its "
                            "loss mask.", tokenize_opts, OPT_COUNT);
@@ -193,8 +294,19 @@ int cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "tune tokenize: %s\n", err.msg);
         return 2;
     }
-    if (!a.v[OPT_TOKENIZER] || (!a.v[OPT_TEXT] && !a.v[OPT_DATA])) {
-        fprintf(stderr, "tune tokenize: give --tokenizer FILE and --text TEXT or --data PATH\n");
+    if (!a.v[OPT_TOKENIZER] || (!a.v[OPT_TEXT] && !a.v[OPT_FILE] && !a.v[OPT_DATA])) {
+        fprintf(stderr, "tune tokenize: give --tokenizer FILE and --text TEXT, --file F or --data PATH\n");
+        return 2;
+    }
+    const char *misuse = NULL;
+    if (a.v[OPT_TEXT] && a.v[OPT_FILE])
+        misuse = "give --text or --file, not both";
+    else if (a.v[OPT_JSONL] && !a.v[OPT_FILE])
+        misuse = "--jsonl reads --file F";
+    else if (a.v[OPT_JSON] && !a.v[OPT_TEXT] && !a.v[OPT_FILE])
+        misuse = "--json prints the ids of --text or --file";
+    if (misuse) {
+        fprintf(stderr, "tune tokenize: %s\n", misuse);
         return 2;
     }
     if (run(&a, &err)) {
