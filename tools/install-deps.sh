@@ -1,9 +1,10 @@
 #!/bin/sh
 # Installs the Debian/Ubuntu packages tune builds and tests with (as root, or
 # through sudo); does nothing for packages already present. python3 (stdlib
-# only) parses tune's JSON output in the tests.
+# only) parses tune's JSON output in the tests; clang and libclang-rt-dev (its
+# libFuzzer and sanitizer runtimes) build the fuzz targets of `make test`.
 set -eu
-packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev libyaml-dev"
+packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev libyaml-dev clang libclang-rt-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -61,6 +61,11 @@ struct backend {
     const char *name;
     int64_t bytes_in_use, bytes_peak; /* of alloc minus free, kept by the backend */
 
+    /* Waits for the work issued so far and reports the first failure since
+     * the backend started (asynchronous devices); NULL where every op
+     * completes before it returns (the CPU). */
+    int (*check)(struct backend *b, tune_err *err);
+
     /* Memory. alloc returns NULL on failure (the caller reports which plan
      * category could not be had). */
     void *(*alloc)(struct backend *b, size_t bytes);

@@ -55,9 +55,7 @@ int data_setup_load(const struct data_request *a, struct tokenizer *tok, int32_t
             return -1;
         o.tmpl = *tmpl;
     }
-    const char *model_type = a->spec->arch == MODEL_ARCH_QWEN2     ? "qwen2"
-                             : a->spec->arch == MODEL_ARCH_MISTRAL ? "mistral"
-                                                                  : "llama";
+    const char *model_type = spec_model_type(a->spec->arch);
     if (a->chat_format) {
         if (chat_format_parse(a->chat_format, &o.chat_format, err))
             return err_prefix(err, "--chat-format");

@@ -453,10 +453,7 @@ static int inspect_model_tokenizer(const char *dir, const struct model_spec *s, 
     }
     enum chat_format cf;
     tune_err cf_err;
-    const char *model_type = s->arch == MODEL_ARCH_QWEN2     ? "qwen2"
-                             : s->arch == MODEL_ARCH_MISTRAL ? "mistral"
-                             : s->arch == MODEL_ARCH_GPT_OSS ? "gpt_oss"
-                                                             : "llama";
+    const char *model_type = spec_model_type(s->arch);
     if (chat_format_for_model(model_type, s->vocab, &cf, &cf_err) == 0)
         printf("chat format    %s (for \"messages\" records; --chat-format overrides)\n", chat_format_name(cf));
     else

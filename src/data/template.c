@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,10 @@ static int put_value(struct render *r, const cJSON *v)
         return put(r, v->valuestring, strlen(v->valuestring));
     if (cJSON_IsBool(v))
         return cJSON_IsTrue(v) ? put(r, "True", 4) : put(r, "False", 5);
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) { /* 1e400: str(float) says inf */
+        const char *s = isnan(v->valuedouble) ? "nan" : v->valuedouble < 0 ? "-inf" : "inf";
+        return put(r, s, strlen(s));
+    }
     char *s = chat_json_dump(v);
     if (!s)
         return err_set(r->err, "%s: out of memory", r->p->name);

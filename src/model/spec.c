@@ -29,6 +29,7 @@ static_assert(sizeof rope_names / sizeof rope_names[0] == ROPE_TYPE_COUNT, "rope
 
 const char *spec_arch_name(enum model_arch arch) { return arch_table[arch].architecture; }
 const char *spec_rope_name(enum rope_type type) { return rope_names[type]; }
+const char *spec_model_type(enum model_arch arch) { return arch_table[arch].model_type; }
 
 static int parse_arch(const cJSON *config, enum model_arch *arch, tune_err *err)
 {

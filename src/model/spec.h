@@ -85,6 +85,7 @@ int spec_resolve(struct model_spec *spec, const char *name_or_path, tune_err *er
 int spec_generic(struct model_spec *spec, int64_t n, tune_err *err);
 
 const char *spec_arch_name(enum model_arch arch); /* "LlamaForCausalLM" */
+const char *spec_model_type(enum model_arch arch); /* config.json's model_type: "llama", "gpt_oss" */
 const char *spec_rope_name(enum rope_type type);  /* "llama3" */
 
 /* Preset table (presets.c). */

@@ -20,7 +20,8 @@ int plan_arena_alloc(struct plan_arena *a, const struct mem_plan *plan, struct b
     a->be = be;
     a->plan = plan;
     for (int c = 0; c < PLAN_CATEGORY_COUNT; c++) {
-        if (!plan->per_gpu[c])
+        /* The workspace is the backend's own, taken when it started: planned, not allocated here. */
+        if (!plan->per_gpu[c] || c == PLAN_WORKSPACE)
             continue;
         a->block[c] = be->alloc(be, (size_t)plan->per_gpu[c]);
         if (!a->block[c]) {

@@ -12,8 +12,12 @@
 #include "model/buffers.h"
 #include "model/layout.h"
 
-/* cuBLASLt workspace: NVIDIA recommends 32 MiB on Hopper for its best kernels. */
+/* The CUDA backend's own workspace, taken when it starts (backend_cuda.h):
+ * cuBLASLt's (32 MiB, as NVIDIA advises for Hopper), bf16 copies of fp32 GEMM
+ * operands (64 MiB) and the partial sums of deterministic reductions (8 MiB). */
 #define WORKSPACE_CUBLASLT (32LL << 20)
+#define WORKSPACE_CONVERT (64LL << 20)
+#define WORKSPACE_REDUCE (8LL << 20)
 /* NCCL's buffers: NCCL_BUFFSIZE (4 MiB) per channel and peer direction; 2 x 16
  * channels is what a 2-8 GPU NVLink node sets up. Assumed, to be replaced by
  * the measured figure when dist/ lands. */
@@ -98,7 +102,11 @@ static void add_distribution_buffers(struct mem_plan *plan, const struct run_con
     if (rc->zero >= 2)
         plan_add(plan, PLAN_SCRATCH, DTYPE_U8, layer_bytes(plan, PLAN_GRADS), 1, PLAN_PLACE_EVERY_RANK,
                  "zero.reduce_scatter_bucket");
-    plan_add(plan, PLAN_WORKSPACE, DTYPE_U8, WORKSPACE_CUBLASLT, 1, PLAN_PLACE_EVERY_RANK, "cublaslt.workspace");
+    if (rc->device == DEVICE_CUDA) {
+        plan_add(plan, PLAN_WORKSPACE, DTYPE_U8, WORKSPACE_CUBLASLT, 1, PLAN_PLACE_EVERY_RANK, "cublaslt.workspace");
+        plan_add(plan, PLAN_WORKSPACE, DTYPE_U8, WORKSPACE_CONVERT, 1, PLAN_PLACE_EVERY_RANK, "cuda.convert_scratch");
+        plan_add(plan, PLAN_WORKSPACE, DTYPE_U8, WORKSPACE_REDUCE, 1, PLAN_PLACE_EVERY_RANK, "cuda.reduce_scratch");
+    }
     if (rc->gpus > 1)
         plan_add(plan, PLAN_WORKSPACE, DTYPE_U8, WORKSPACE_NCCL, 1, PLAN_PLACE_EVERY_RANK,
                  "nccl.buffers (assumed, not yet measured)");

@@ -78,7 +78,8 @@ const char *plan_category_name(enum plan_category c);
 const struct plan_buffer *plan_find(const struct mem_plan *plan, const char *name);
 
 /* The plan made real: one block per category from the backend, buffers as
- * views into it. Nothing else is allocated on the device for a run. */
+ * views into it, except the workspace, which the backend took when it
+ * started. Nothing else is allocated on the device for a run. */
 struct backend;
 struct plan_arena {
     struct backend *be;

@@ -5,6 +5,7 @@
  * renders the same here. */
 #include "text/chat_impl.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,10 @@
  * decimal exponent is in [-4, 16), otherwise d.ddde+XX with at least two exponent digits. */
 static void put_py_float(struct chat_out *o, double v)
 {
+    if (!isfinite(v)) { /* 1e400 parses to inf; json.dumps writes Infinity */
+        chat_put(o, isnan(v) ? "NaN" : v < 0 ? "-Infinity" : "Infinity");
+        return;
+    }
     char buf[40];
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*e", prec - 1, v);

@@ -28,7 +28,7 @@ static const char *strs_at(const struct strs *l, size_t i, size_t *len)
 {
     size_t start = i ? l->end[i - 1] : 0;
     *len = l->end[i] - start;
-    return l->text.p + start;
+    return l->text.p ? l->text.p + start : ""; /* no text at all yet */
 }
 
 /* Closes the string begun at the end of the previous one (its bytes already appended). */

@@ -107,6 +107,8 @@ size_t tok_utf8_encode(uint32_t cp, char out[4])
 
 int tok_utf8_append_lossy(struct tok_buf *b, const char *s, size_t len)
 {
+    if (len == 0) /* s may be NULL then */
+        return 0;
     static const char replacement[] = "\xEF\xBF\xBD";
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* [run, i) is valid and not yet copied */

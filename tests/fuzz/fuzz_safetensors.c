@@ -1,15 +1,10 @@
-/* libFuzzer entry point for the safetensors parser, over st_file_open_memory so
- * no file is touched. Not built by `make` (which builds tests/test_*.c only);
- * from the repository root:
+/* libFuzzer target: the safetensors parser, over st_file_open_memory so no file is
+ * touched. `make fuzz` builds and runs it (tests/fuzz/run.sh seeds it with the safetensors
+ * fixtures); alone, from the repository root:
  *
- *   clang -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -fno-sanitize-recover=all \
- *       -Isrc tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/io/json.c \
- *       src/base/dtype.c src/base/error.c -lcjson -lm -o build/fuzz_safetensors
- *   mkdir -p build/fuzz-corpus
- *   ./build/fuzz_safetensors -max_total_time=60 build/fuzz-corpus tests/fixtures/safetensors
+ *   make build/fuzz/fuzz_safetensors
+ *   sh tests/fuzz/run.sh run build/fuzz 60 fuzz_safetensors
  *
- * (the fixtures seed it; new inputs go to the first folder, build/fuzz-corpus)
  * An accepted input has every tensor read end to end and looked up by name,
  * so ASan sees any range the validation let past the buffer. */
 #include <stddef.h>

@@ -1,0 +1,974 @@
+/* Every op of the CUDA backend against the CPU reference (backend_cpu()), on
+ * fresh random inputs drawn for each check (seed printed; TUNE_TEST_SEED
+ * repeats a run). Each tensor lives on both backends: the GPU holds it in the
+ * dtype the model uses there (bf16 activations, fp32 statistics, factors and
+ * gradients), the CPU holds the same values in fp32 (the GPU dtype's rounding
+ * of them), so both compute on identical inputs.
+ *
+ * Outputs that an op overwrites start as NaN on both sides; outputs that it
+ * accumulates into start from the same random values. A check downloads the
+ * GPU result, widens it to fp32 and compares by relative L2 error
+ * ||gpu - cpu|| / ||cpu||: < 1e-5 where the op is fp32 throughout, < 1e-2
+ * where bf16 storage or a bf16 GEMM is involved (DESIGN.md's bounds). NaN
+ * never passes. Dropout masks and convert's roundings must be bit-equal.
+ * Prints one line per check with its error, and exits non-zero on any
+ * failure. Needs a CUDA GPU. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "backend/cuda/backend_cuda.h"
+
+#define TOL_F32 1e-5
+#define TOL_BF16 1e-2
+#define MAX_ALLOCS 512
+
+static struct backend *cpu, *gpu, *gpu_sliced; /* gpu_sliced: a tiny conversion scratch */
+static int checks, failures;
+static uint64_t rng;
+
+/* ---- random numbers (splitmix64) ---- */
+
+static uint64_t rand_u64(void)
+{
+    uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rand_uniform(float lo, float hi) { return lo + (hi - lo) * (float)((rand_u64() >> 40) * 0x1p-24); }
+
+static int64_t rand_int(int64_t n) { return (int64_t)(rand_u64() % (uint64_t)n); }
+
+/* ---- allocations, released after each case ---- */
+
+static struct {
+    struct backend *b;
+    void *p;
+} allocs[MAX_ALLOCS];
+static int n_allocs;
+
+static void *track(struct backend *b, size_t bytes)
+{
+    void *p = b->alloc(b, bytes);
+    if (!p || n_allocs == MAX_ALLOCS) {
+        fprintf(stderr, "test: allocation of %zu bytes on %s failed\n", bytes, b->name);
+        exit(2);
+    }
+    allocs[n_allocs].b = b;
+    allocs[n_allocs++].p = p;
+    return p;
+}
+
+static void *host_alloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "test: out of host memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static void gpu_check(const char *where)
+{
+    tune_err err = {{0}};
+    if (backend_cuda_check(gpu, &err) || backend_cuda_check(gpu_sliced, &err)) {
+        fprintf(stderr, "test: CUDA error after %s: %s\n", where, err.msg);
+        exit(1);
+    }
+}
+
+static void case_end(void)
+{
+    gpu_check("the case");
+    while (n_allocs) {
+        n_allocs--;
+        allocs[n_allocs].b->free(allocs[n_allocs].b, allocs[n_allocs].p);
+    }
+}
+
+/* ---- tensors on both backends ---- */
+
+/* c: on the CPU, F32 (I32 for ids); g: on the GPU, in dtype. */
+struct pair {
+    struct tensor c, g;
+};
+
+static struct pair pair_new(enum dtype dt, int rank, int64_t d0, int64_t d1, int64_t d2)
+{
+    int64_t shape[3] = {d0, d1, d2};
+    struct pair p = {{0}, {0}};
+    p.c.rank = p.g.rank = rank;
+    for (int i = 0; i < rank; i++)
+        p.c.shape[i] = p.g.shape[i] = shape[i];
+    int64_t n = tensor_numel(&p.c);
+    p.c.dtype = dt == DTYPE_I32 ? DTYPE_I32 : DTYPE_F32;
+    p.g.dtype = dt;
+    p.c.data = track(cpu, (size_t)n * 4);
+    p.g.data = track(gpu, (size_t)dtype_bytes(dt, n));
+    return p;
+}
+
+static struct pair P1(enum dtype dt, int64_t n) { return pair_new(dt, 1, n, 0, 0); }
+static struct pair P2(enum dtype dt, int64_t r, int64_t c) { return pair_new(dt, 2, r, c, 0); }
+static struct pair P3(enum dtype dt, int64_t a, int64_t b, int64_t c) { return pair_new(dt, 3, a, b, c); }
+
+/* Uploads the CPU side's fp32 values to the GPU in its dtype, replacing the
+ * CPU values by their rounding to it. */
+static void pair_sync(struct pair *p)
+{
+    int64_t n = tensor_numel(&p->c);
+    if (p->g.dtype == DTYPE_F32 || p->g.dtype == DTYPE_I32) {
+        gpu->upload(gpu, p->g.data, p->c.data, (size_t)n * 4);
+        return;
+    }
+    void *tmp = host_alloc((size_t)dtype_bytes(p->g.dtype, n));
+    struct tensor t = tensor_1d(tmp, p->g.dtype, n), f = tensor_1d(p->c.data, DTYPE_F32, n);
+    cpu->convert(cpu, &t, &f);
+    cpu->convert(cpu, &f, &t);
+    gpu->upload(gpu, p->g.data, tmp, (size_t)dtype_bytes(p->g.dtype, n));
+    free(tmp);
+}
+
+static void fill_random(struct pair *p, float lo, float hi)
+{
+    float *x = p->c.data;
+    for (int64_t i = 0; i < tensor_numel(&p->c); i++)
+        x[i] = rand_uniform(lo, hi);
+    pair_sync(p);
+}
+
+/* Overwritten outputs start as NaN on both sides. */
+static void fill_nan(struct pair *p)
+{
+    float *x = p->c.data;
+    for (int64_t i = 0; i < tensor_numel(&p->c); i++)
+        x[i] = NAN;
+    pair_sync(p);
+}
+
+static void fill_i32(struct pair *p, const int32_t *v)
+{
+    memcpy(p->c.data, v, (size_t)tensor_numel(&p->c) * 4);
+    pair_sync(p);
+}
+
+/* The GPU side widened to fp32, into host memory the caller frees. */
+static float *gpu_values(const struct pair *p)
+{
+    int64_t n = tensor_numel(&p->g);
+    float *out = host_alloc((size_t)n * 4);
+    if (p->g.dtype == DTYPE_F32) {
+        gpu->download(gpu, out, p->g.data, (size_t)n * 4);
+        return out;
+    }
+    void *tmp = host_alloc((size_t)dtype_bytes(p->g.dtype, n));
+    gpu->download(gpu, tmp, p->g.data, (size_t)dtype_bytes(p->g.dtype, n));
+    struct tensor t = tensor_1d(tmp, p->g.dtype, n), f = tensor_1d(out, DTYPE_F32, n);
+    cpu->convert(cpu, &f, &t);
+    free(tmp);
+    return out;
+}
+
+static const char *dt_name(enum dtype d) { return d == DTYPE_F32 ? "f32" : d == DTYPE_BF16 ? "bf16" : "f16"; }
+
+static void report(const char *what, double err, double tol, long nans, const char *note)
+{
+    /* note: extra words after the numbers, or NULL. */
+    bool ok = nans == 0 && err < tol && !isnan(err);
+    checks++;
+    failures += !ok;
+    printf("  %-4s %-62s rel %.2e  tol %.0e%s%s\n", ok ? "ok" : "FAIL", what, err, tol, nans ? "  NaN" : "",
+           note ? note : "");
+}
+
+/* Relative L2 error of n values against the reference; NaN on either side fails. */
+static double rel_l2(const float *got, const float *ref, int64_t n, long *nans)
+{
+    double num = 0, den = 0;
+    *nans = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i]) || isnan(ref[i])) {
+            (*nans)++;
+            continue;
+        }
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* A bf16 output's error against the fp32 reference is mostly its own final
+ * rounding (about 1.5e-3); the note adds the error against the reference
+ * rounded to bf16 too, which shows what the op's arithmetic adds. */
+static void compare(const char *what, const struct pair *p, double tol)
+{
+    gpu_check(what);
+    int64_t n = tensor_numel(&p->c);
+    float *got = gpu_values(p);
+    long nans;
+    double err = rel_l2(got, p->c.data, n, &nans);
+    char note[64] = "";
+    if (p->g.dtype != DTYPE_F32) {
+        float *ref = host_alloc((size_t)n * 4);
+        void *tmp = host_alloc((size_t)dtype_bytes(p->g.dtype, n));
+        struct tensor f = tensor_1d(p->c.data, DTYPE_F32, n), t = tensor_1d(tmp, p->g.dtype, n);
+        struct tensor r = tensor_1d(ref, DTYPE_F32, n);
+        cpu->convert(cpu, &t, &f);
+        cpu->convert(cpu, &r, &t);
+        long nans2;
+        snprintf(note, sizeof note, "  (vs ref rounded to %s: %.1e)", dt_name(p->g.dtype), rel_l2(got, ref, n, &nans2));
+        free(ref), free(tmp);
+    }
+    report(what, err, tol, nans, note);
+    free(got);
+}
+
+static void compare_scalar(const char *what, double got, double ref, double tol)
+{
+    gpu_check(what);
+    double err = fabs(got - ref) / (fabs(ref) > 0 ? fabs(ref) : 1);
+    report(what, err, tol, isnan(got) || isnan(ref), NULL);
+}
+
+/* ---- memory ---- */
+
+static void test_memory(void)
+{
+    printf("memory\n");
+    enum { N = 1000 };
+    float host[N], back[N];
+    for (int i = 0; i < N; i++)
+        host[i] = rand_uniform(-1, 1);
+    void *d = track(gpu, sizeof host);
+    gpu->upload(gpu, d, host, sizeof host);
+    gpu->download(gpu, back, d, sizeof back);
+    report("upload / download round trip", memcmp(host, back, sizeof host) ? 1.0 : 0.0, TOL_F32, 0, NULL);
+    struct tensor t = tensor_1d(d, DTYPE_F32, N);
+    gpu->zero(gpu, &t);
+    gpu->download(gpu, back, d, sizeof back);
+    double nonzero = 0;
+    for (int i = 0; i < N; i++)
+        nonzero += back[i] != 0.0f;
+    report("zero", nonzero, TOL_F32, 0, NULL);
+    int64_t in_use = gpu->bytes_in_use;
+    void *counted = gpu->alloc(gpu, 12345);
+    bool grew = gpu->bytes_in_use == in_use + 12345 && gpu->bytes_peak >= gpu->bytes_in_use;
+    gpu->free(gpu, counted);
+    report("bytes_in_use / bytes_peak count alloc minus free", grew && gpu->bytes_in_use == in_use ? 0.0 : 1.0,
+           TOL_F32, 0, NULL);
+    void *huge = gpu->alloc(gpu, (size_t)1 << 50);
+    report("alloc of 1 PiB returns NULL", huge ? 1.0 : 0.0, TOL_F32, 0, NULL);
+    if (huge)
+        gpu->free(gpu, huge);
+    gpu_check("memory");
+    case_end();
+}
+
+/* ---- convert: bit-equal to the CPU's rounding ---- */
+
+static void test_convert(void)
+{
+    printf("convert\n");
+    static const enum dtype kinds[3] = {DTYPE_F32, DTYPE_BF16, DTYPE_F16};
+    enum { N = 20000 };
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 3; t++) {
+            enum dtype sd = kinds[s], td = kinds[t];
+            /* Wide range: f16 overflow and subnormals, bf16 ties. */
+            float *src = host_alloc(N * 4);
+            for (int i = 0; i < N; i++) {
+                float mag = ldexpf(rand_uniform(1, 2), (int)rand_int(60) - 30);
+                src[i] = rand_u64() & 1 ? -mag : mag;
+            }
+            src[0] = 65520.0f, src[1] = 1e-8f, src[2] = INFINITY, src[3] = -0.0f;
+            void *hs = host_alloc((size_t)dtype_bytes(sd, N)), *hd = host_alloc((size_t)dtype_bytes(td, N));
+            void *hg = host_alloc((size_t)dtype_bytes(td, N));
+            struct tensor fs = tensor_1d(src, DTYPE_F32, N), ts = tensor_1d(hs, sd, N), td_ = tensor_1d(hd, td, N);
+            cpu->convert(cpu, &ts, &fs); /* the source in its dtype */
+            cpu->convert(cpu, &td_, &ts);
+            void *gs = track(gpu, (size_t)dtype_bytes(sd, N)), *gd = track(gpu, (size_t)dtype_bytes(td, N));
+            gpu->upload(gpu, gs, hs, (size_t)dtype_bytes(sd, N));
+            struct tensor gts = tensor_1d(gs, sd, N), gtd = tensor_1d(gd, td, N);
+            gpu->convert(gpu, &gtd, &gts);
+            gpu_check("convert");
+            gpu->download(gpu, hg, gd, (size_t)dtype_bytes(td, N));
+            long diff = 0;
+            int w = (int)dtype_bytes(td, 1);
+            for (int i = 0; i < N; i++)
+                diff += memcmp((char *)hg + i * w, (char *)hd + i * w, (size_t)w) != 0;
+            char what[96];
+            snprintf(what, sizeof what, "convert %s -> %s: elements not bit-equal (%ld)", dt_name(sd), dt_name(td),
+                     diff);
+            report(what, (double)diff, 0.5, 0, NULL);
+            free(src), free(hs), free(hd), free(hg);
+        }
+    case_end();
+}
+
+/* ---- matmul ---- */
+
+struct mm_case {
+    int64_t M, N, K;
+    bool ta, tb;
+    enum dtype at, bt, ct;
+    float alpha, beta;
+    const char *use;
+};
+
+static void run_matmul(const struct mm_case *m, struct backend *g, const char *tag)
+{
+    struct pair a = m->ta ? P2(m->at, m->K, m->M) : P2(m->at, m->M, m->K);
+    struct pair b = m->tb ? P2(m->bt, m->N, m->K) : P2(m->bt, m->K, m->N);
+    struct pair c = P2(m->ct, m->M, m->N);
+    fill_random(&a, -1, 1);
+    fill_random(&b, -1, 1);
+    if (m->beta != 0)
+        fill_random(&c, -1, 1);
+    else
+        fill_nan(&c);
+    cpu->matmul(cpu, &c.c, &a.c, m->ta, &b.c, m->tb, m->alpha, m->beta);
+    g->matmul(g, &c.g, &a.g, m->ta, &b.g, m->tb, m->alpha, m->beta);
+    bool all_f32 = m->at == DTYPE_F32 && m->bt == DTYPE_F32 && m->ct == DTYPE_F32;
+    char what[128];
+    snprintf(what, sizeof what, "matmul%s %s%s x %s%s -> %s [%lld,%lld,%lld] b=%g (%s)", tag, dt_name(m->at),
+             m->ta ? "^T" : "", dt_name(m->bt), m->tb ? "^T" : "", dt_name(m->ct), (long long)m->M, (long long)m->N,
+             (long long)m->K, m->beta, m->use);
+    compare(what, &c, all_f32 ? TOL_F32 : TOL_BF16);
+}
+
+static void test_matmul(void)
+{
+    printf("matmul\n");
+    const enum dtype F = DTYPE_F32, B = DTYPE_BF16;
+    const struct mm_case cases[] = {
+        {67, 45, 83, false, false, F, F, F, 1.0f, 0.0f, "fp32"},
+        {67, 45, 83, true, false, F, F, F, 0.5f, 1.0f, "fp32"},
+        {67, 45, 83, false, true, F, F, F, 1.0f, 1.0f, "fp32"},
+        {67, 45, 83, true, true, F, F, F, -2.0f, 0.0f, "fp32"},
+        {256, 384, 512, false, true, B, B, B, 1.0f, 0.0f, "linear"},
+        {256, 384, 512, false, true, B, B, B, 1.0f, 1.0f, "linear into residual"},
+        {96, 1000, 256, false, true, B, B, F, 1.0f, 0.0f, "logits"},
+        {200, 16, 384, false, true, B, F, B, 1.0f, 0.0f, "lora x A^T"},
+        {200, 384, 16, false, true, B, F, B, 0.5f, 1.0f, "lora y += s xa B^T"},
+        {200, 384, 512, false, false, F, B, B, 1.0f, 0.0f, "dx = dres W"},
+        {200, 384, 512, false, false, B, B, B, 1.0f, 1.0f, "dx += dy W"},
+        {200, 16, 384, false, false, F, F, F, 0.5f, 0.0f, "dxa = s dres B (fp32)"},
+        {200, 16, 384, false, false, B, F, F, 0.5f, 0.0f, "dxa = s dy B"},
+        {384, 16, 200, true, false, F, B, F, 0.5f, 1.0f, "dB += s dres^T xa"},
+        {384, 16, 200, true, false, B, B, F, 0.5f, 1.0f, "dB += s dy^T xa"},
+        {16, 512, 200, true, false, F, B, F, 1.0f, 1.0f, "dA += dxa^T x"},
+        {200, 512, 16, false, false, F, F, B, 1.0f, 1.0f, "dx += dxa A"},
+        {64, 512, 8192, false, false, F, B, B, 1.0f, 0.0f, "dx = dlogits head"},
+        {33, 70, 45, true, true, F, F, B, 1.0f, 0.0f, "both fp32, both transposed"},
+        {33, 70, 45, true, true, B, B, F, 1.0f, 1.0f, "bf16, both transposed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_matmul(&cases[i], gpu, "");
+        case_end();
+    }
+    /* The sliced paths: a conversion scratch of 8 KiB (2048 bf16 per operand). */
+    const struct mm_case sliced[] = {
+        {150, 90, 96, false, false, F, F, B, 1.0f, 0.0f, "slices of M and N"},
+        {150, 90, 96, true, true, F, F, B, 1.0f, 1.0f, "slices of M and N"},
+        {150, 90, 96, true, false, F, B, F, 1.0f, 1.0f, "slices of M"},
+        {150, 90, 96, false, true, B, F, B, 0.5f, 1.0f, "slices of N"},
+        {150, 90, 96, false, false, B, F, F, 1.0f, 0.0f, "slices of N"},
+    };
+    for (size_t i = 0; i < sizeof sliced / sizeof sliced[0]; i++) {
+        run_matmul(&sliced[i], gpu_sliced, " sliced");
+        case_end();
+    }
+}
+
+/* ---- small whole-tensor ops ---- */
+
+static void test_elementwise(void)
+{
+    printf("add_bias, bias_backward, axpy, scale, sum_squares\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        enum dtype dt = kinds[k];
+        double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+        struct pair y = P2(dt, 300, 257), bias = P1(dt, 257);
+        fill_random(&y, -1, 1), fill_random(&bias, -1, 1);
+        cpu->add_bias(cpu, &y.c, &bias.c);
+        gpu->add_bias(gpu, &y.g, &bias.g);
+        snprintf(what, sizeof what, "add_bias %s [300, 257]", dt_name(dt));
+        compare(what, &y, tol);
+
+        struct pair db = P1(DTYPE_F32, 257), dy = P2(dt, 1500, 257);
+        fill_random(&db, -1, 1), fill_random(&dy, -1, 1);
+        cpu->bias_backward(cpu, &db.c, &dy.c);
+        gpu->bias_backward(gpu, &db.g, &dy.g);
+        snprintf(what, sizeof what, "bias_backward dy %s [1500, 257] -> f32 (accumulate)", dt_name(dt));
+        compare(what, &db, TOL_F32);
+
+        struct pair ay = P2(dt, 100, 301), ax = P2(dt, 100, 301);
+        fill_random(&ay, -1, 1), fill_random(&ax, -1, 1);
+        cpu->axpy(cpu, &ay.c, -0.75f, &ax.c);
+        gpu->axpy(gpu, &ay.g, -0.75f, &ax.g);
+        snprintf(what, sizeof what, "axpy %s", dt_name(dt));
+        compare(what, &ay, tol);
+
+        struct pair sx = P1(dt, 12345);
+        fill_random(&sx, -3, 3);
+        cpu->scale(cpu, &sx.c, 0.3f);
+        gpu->scale(gpu, &sx.g, 0.3f);
+        snprintf(what, sizeof what, "scale %s", dt_name(dt));
+        compare(what, &sx, tol);
+
+        const int64_t sizes[3] = {1, 4097, 3000001};
+        for (int i = 0; i < 3; i++) {
+            struct pair x = P1(dt, sizes[i]);
+            fill_random(&x, -2, 2);
+            double ref = cpu->sum_squares(cpu, &x.c), got = gpu->sum_squares(gpu, &x.g);
+            double again = gpu->sum_squares(gpu, &x.g);
+            snprintf(what, sizeof what, "sum_squares %s n=%lld", dt_name(dt), (long long)sizes[i]);
+            compare_scalar(what, got, ref, TOL_F32);
+            snprintf(what, sizeof what, "sum_squares %s n=%lld: same bits twice", dt_name(dt), (long long)sizes[i]);
+            report(what, memcmp(&got, &again, sizeof got) ? 1.0 : 0.0, 0.5, 0, NULL);
+        }
+        case_end();
+    }
+}
+
+/* ---- embedding ---- */
+
+static void test_embedding(void)
+{
+    printf("embedding\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        enum dtype dt = kinds[k];
+        int64_t V = 50, C = 300, T = 400;
+        int32_t *idv = host_alloc((size_t)T * 4);
+        for (int64_t t = 0; t < T; t++)
+            idv[t] = (int32_t)rand_int(V); /* repeats: 400 tokens over 50 ids */
+        struct pair ids = P1(DTYPE_I32, T), table = P2(dt, V, C), out = P2(dt, T, C);
+        fill_i32(&ids, idv);
+        fill_random(&table, -1, 1), fill_nan(&out);
+        cpu->embedding(cpu, &out.c, &table.c, &ids.c);
+        gpu->embedding(gpu, &out.g, &table.g, &ids.g);
+        snprintf(what, sizeof what, "embedding %s", dt_name(dt));
+        compare(what, &out, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
+
+        struct pair dtable = P2(DTYPE_F32, V, C), dout = P2(dt, T, C);
+        fill_random(&dtable, -1, 1), fill_random(&dout, -1, 1);
+        cpu->embedding_backward(cpu, &dtable.c, &dout.c, &ids.c);
+        gpu->embedding_backward(gpu, &dtable.g, &dout.g, &ids.g);
+        snprintf(what, sizeof what, "embedding_backward dout %s -> f32 (accumulate, repeated ids)", dt_name(dt));
+        compare(what, &dtable, TOL_F32);
+        free(idv);
+        case_end();
+    }
+}
+
+/* ---- rmsnorm ---- */
+
+static void test_rmsnorm(void)
+{
+    printf("rmsnorm\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        enum dtype dt = kinds[k];
+        double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+        int64_t T = 300, C = 1000;
+        struct pair x = P2(dt, T, C), w = P1(dt, C), out = P2(dt, T, C), rstd = P2(DTYPE_F32, T, 1);
+        fill_random(&x, -2, 2), fill_random(&w, 0.5f, 1.5f), fill_nan(&out), fill_nan(&rstd);
+        cpu->rmsnorm(cpu, &out.c, &rstd.c, &x.c, &w.c, 1e-5f);
+        gpu->rmsnorm(gpu, &out.g, &rstd.g, &x.g, &w.g, 1e-5f);
+        snprintf(what, sizeof what, "rmsnorm %s: out", dt_name(dt));
+        compare(what, &out, tol);
+        snprintf(what, sizeof what, "rmsnorm %s: rstd (f32)", dt_name(dt));
+        compare(what, &rstd, TOL_F32);
+
+        /* Backward from the CPU's rstd on both sides: into the fp32 residual
+         * gradient (as the model does) and into dx of dtype dt. */
+        gpu->upload(gpu, rstd.g.data, rstd.c.data, (size_t)T * 4);
+        const enum dtype dx_kinds[2] = {DTYPE_F32, dt};
+        for (int j = 0; j < (dt == DTYPE_F32 ? 1 : 2); j++) {
+            struct pair dx = P2(dx_kinds[j], T, C), dw = P1(DTYPE_F32, C), dout = P2(dt, T, C);
+            fill_random(&dx, -1, 1), fill_random(&dw, -1, 1), fill_random(&dout, -1, 1);
+            cpu->rmsnorm_backward(cpu, &dx.c, &dw.c, &dout.c, &x.c, &w.c, &rstd.c);
+            gpu->rmsnorm_backward(gpu, &dx.g, &dw.g, &dout.g, &x.g, &w.g, &rstd.g);
+            snprintf(what, sizeof what, "rmsnorm_backward %s: dx %s (accumulate)", dt_name(dt), dt_name(dx_kinds[j]));
+            compare(what, &dx, dx_kinds[j] == DTYPE_F32 && dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
+            snprintf(what, sizeof what, "rmsnorm_backward %s: dw f32 (accumulate)", dt_name(dt));
+            compare(what, &dw, TOL_F32);
+        }
+        struct pair dx = P2(DTYPE_F32, T, C), dout = P2(dt, T, C);
+        fill_random(&dx, -1, 1), fill_random(&dout, -1, 1);
+        cpu->rmsnorm_backward(cpu, &dx.c, NULL, &dout.c, &x.c, &w.c, &rstd.c);
+        gpu->rmsnorm_backward(gpu, &dx.g, NULL, &dout.g, &x.g, &w.g, &rstd.g);
+        snprintf(what, sizeof what, "rmsnorm_backward %s: dx f32, no dw", dt_name(dt));
+        compare(what, &dx, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
+        case_end();
+    }
+}
+
+/* ---- packed layouts ---- */
+
+/* starts [S + 1] and positions [T] on both sides. */
+struct layout {
+    struct pair starts, positions;
+    int64_t S, T, max_len;
+};
+
+static struct layout layout_new(const int32_t *starts, int64_t S)
+{
+    struct layout l = {P1(DTYPE_I32, S + 1), P1(DTYPE_I32, starts[S]), S, starts[S], 0};
+    int32_t *pos = host_alloc((size_t)l.T * 4);
+    for (int64_t s = 0; s < S; s++) {
+        for (int32_t t = starts[s]; t < starts[s + 1]; t++)
+            pos[t] = t - starts[s];
+        l.max_len = starts[s + 1] - starts[s] > l.max_len ? starts[s + 1] - starts[s] : l.max_len;
+    }
+    fill_i32(&l.starts, starts);
+    fill_i32(&l.positions, pos);
+    free(pos);
+    return l;
+}
+
+static struct seq_layout layout_cpu(const struct layout *l)
+{
+    return (struct seq_layout){l->starts.c.data, l->positions.c.data, l->S, l->max_len};
+}
+
+static struct seq_layout layout_gpu(const struct layout *l)
+{
+    return (struct seq_layout){l->starts.g.data, l->positions.g.data, l->S, l->max_len};
+}
+
+/* ---- rope ---- */
+
+static void test_rope(void)
+{
+    printf("rope\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    const int32_t starts[4] = {0, 50, 51, 120};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        enum dtype dt = kinds[k];
+        int64_t half = 32, P = 128, T = starts[3], heads = 3;
+        struct layout l = layout_new(starts, 3);
+        struct pair table = P3(DTYPE_F32, P, half, 2);
+        float *cs = table.c.data;
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t i = 0; i < half; i++) {
+                double ang = p * pow(10000.0, -(double)i / (double)half);
+                cs[(p * half + i) * 2] = (float)cos(ang);
+                cs[(p * half + i) * 2 + 1] = (float)sin(ang);
+            }
+        pair_sync(&table);
+        struct rope_table rc = {table.c.data, P, half, 1.0f}, rg = {table.g.data, P, half, 1.0f};
+        struct seq_layout sc = layout_cpu(&l), sg = layout_gpu(&l);
+        for (int bwd = 0; bwd < 2; bwd++) {
+            struct pair x = P3(dt, T, heads, 2 * half);
+            fill_random(&x, -1, 1);
+            cpu->rope(cpu, &x.c, &rc, &sc, bwd);
+            gpu->rope(gpu, &x.g, &rg, &sg, bwd);
+            snprintf(what, sizeof what, "rope %s %s (in place)", dt_name(dt), bwd ? "backward" : "forward");
+            compare(what, &x, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
+        }
+        case_end();
+    }
+}
+
+/* ---- attention ---- */
+
+struct att_case {
+    enum dtype dt;
+    int64_t H, KV, D, window;
+    bool sinks;
+    int64_t S;
+    int32_t starts[6];
+};
+
+static void test_attention_case(const struct att_case *a)
+{
+    int64_t T = a->starts[a->S], H = a->H, KV = a->KV, D = a->D;
+    enum dtype dt = a->dt;
+    double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+    float scale = 1.0f / sqrtf((float)D);
+    struct layout l = layout_new(a->starts, a->S);
+    struct seq_layout sc = layout_cpu(&l), sg = layout_gpu(&l);
+    struct pair q = P3(dt, T, H, D), k = P3(dt, T, KV, D), v = P3(dt, T, KV, D);
+    struct pair sinks = P1(DTYPE_F32, H), out = P3(dt, T, H, D), lse = P2(DTYPE_F32, H, T);
+    fill_random(&q, -2, 2), fill_random(&k, -2, 2), fill_random(&v, -1, 1), fill_random(&sinks, -1, 2);
+    fill_nan(&out), fill_nan(&lse);
+    const struct tensor *skc = a->sinks ? &sinks.c : NULL, *skg = a->sinks ? &sinks.g : NULL;
+    cpu->attention(cpu, &out.c, &lse.c, &q.c, &k.c, &v.c, skc, &sc, a->window, scale);
+    gpu->attention(gpu, &out.g, &lse.g, &q.g, &k.g, &v.g, skg, &sg, a->window, scale);
+    char tag[128], what[160];
+    snprintf(tag, sizeof tag, "%s T=%lld S=%lld H=%lld KV=%lld D=%lld w=%lld%s", dt_name(dt), (long long)T,
+             (long long)a->S, (long long)H, (long long)KV, (long long)D, (long long)a->window,
+             a->sinks ? " sinks" : "");
+    snprintf(what, sizeof what, "attention %s: out", tag);
+    compare(what, &out, tol);
+    snprintf(what, sizeof what, "attention %s: lse", tag);
+    compare(what, &lse, TOL_F32);
+
+    /* Backward from the CPU's out and lse, given to both sides. */
+    pair_sync(&out);
+    gpu->upload(gpu, lse.g.data, lse.c.data, (size_t)(H * T * 4));
+    struct pair dout = P3(dt, T, H, D), dq = P3(dt, T, H, D), dk = P3(dt, T, KV, D), dv = P3(dt, T, KV, D);
+    struct pair dsinks = P1(DTYPE_F32, H);
+    fill_random(&dout, -1, 1), fill_nan(&dq), fill_nan(&dk), fill_nan(&dv), fill_random(&dsinks, -1, 1);
+    cpu->attention_backward(cpu, &dq.c, &dk.c, &dv.c, a->sinks ? &dsinks.c : NULL, &dout.c, &q.c, &k.c, &v.c, skc,
+                            &out.c, &lse.c, &sc, a->window, scale);
+    gpu->attention_backward(gpu, &dq.g, &dk.g, &dv.g, a->sinks ? &dsinks.g : NULL, &dout.g, &q.g, &k.g, &v.g, skg,
+                            &out.g, &lse.g, &sg, a->window, scale);
+    snprintf(what, sizeof what, "attention_backward %s: dq", tag);
+    compare(what, &dq, tol);
+    snprintf(what, sizeof what, "attention_backward %s: dk", tag);
+    compare(what, &dk, tol);
+    snprintf(what, sizeof what, "attention_backward %s: dv", tag);
+    compare(what, &dv, tol);
+    if (a->sinks) {
+        snprintf(what, sizeof what, "attention_backward %s: dsinks (accumulate)", tag);
+        compare(what, &dsinks, TOL_F32);
+    }
+    case_end();
+}
+
+static void test_attention(void)
+{
+    printf("attention\n");
+    const enum dtype F = DTYPE_F32, B = DTYPE_BF16;
+    const struct att_case cases[] = {
+        {F, 4, 4, 64, 0, false, 1, {0, 100}},
+        {F, 4, 2, 8, 0, false, 2, {0, 20, 33}},
+        {F, 2, 1, 16, 5, true, 3, {0, 17, 18, 45}},
+        {F, 8, 2, 128, 40, true, 3, {0, 70, 71, 150}},
+        {B, 8, 2, 128, 0, true, 3, {0, 70, 71, 150}},
+        {B, 8, 2, 128, 33, false, 3, {0, 70, 71, 150}},
+        {B, 8, 8, 64, 0, false, 1, {0, 333}},
+        {B, 16, 4, 64, 64, true, 4, {0, 100, 230, 231, 300}},
+        {B, 8, 2, 128, 0, false, 2, {0, 700, 1024}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        test_attention_case(&cases[i]);
+}
+
+static void test_attention_cached(void)
+{
+    printf("attention_cached\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[160];
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 2; c++) {
+            enum dtype dt = kinds[k];
+            int64_t H = 8, KV = 2, D = 64, P = 90, n = c ? 1 : 5, pos0 = c ? 88 : 40, window = c ? 16 : 0;
+            struct pair q = P3(dt, n, H, D), kc = P3(dt, P, KV, D), vc = P3(dt, P, KV, D), sinks = P1(DTYPE_F32, H);
+            struct pair out = P3(dt, n, H, D);
+            fill_random(&q, -2, 2), fill_random(&kc, -2, 2), fill_random(&vc, -1, 1), fill_random(&sinks, -1, 1);
+            fill_nan(&out);
+            float scale = 0.125f;
+            cpu->attention_cached(cpu, &out.c, &q.c, &kc.c, &vc.c, c ? &sinks.c : NULL, pos0, window, scale);
+            gpu->attention_cached(gpu, &out.g, &q.g, &kc.g, &vc.g, c ? &sinks.g : NULL, pos0, window, scale);
+            snprintf(what, sizeof what, "attention_cached %s n=%lld pos0=%lld w=%lld%s", dt_name(dt), (long long)n,
+                     (long long)pos0, (long long)window, c ? " sinks" : "");
+            compare(what, &out, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
+            case_end();
+        }
+}
+
+/* ---- swiglu ---- */
+
+static void test_swiglu(void)
+{
+    printf("swiglu\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        enum dtype dt = kinds[k];
+        double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+        struct pair gate = P2(dt, 64, 1001), up = P2(dt, 64, 1001), h = P2(dt, 64, 1001);
+        fill_random(&gate, -12, 12), fill_random(&up, -2, 2), fill_nan(&h);
+        cpu->swiglu(cpu, &h.c, &gate.c, &up.c);
+        gpu->swiglu(gpu, &h.g, &gate.g, &up.g);
+        snprintf(what, sizeof what, "swiglu %s", dt_name(dt));
+        compare(what, &h, tol);
+        struct pair dh = P2(dt, 64, 1001), dgate = P2(dt, 64, 1001), dup = P2(dt, 64, 1001);
+        fill_random(&dh, -1, 1), fill_nan(&dgate), fill_nan(&dup);
+        cpu->swiglu_backward(cpu, &dgate.c, &dup.c, &dh.c, &gate.c, &up.c);
+        gpu->swiglu_backward(gpu, &dgate.g, &dup.g, &dh.g, &gate.g, &up.g);
+        snprintf(what, sizeof what, "swiglu_backward %s: dgate", dt_name(dt));
+        compare(what, &dgate, tol);
+        snprintf(what, sizeof what, "swiglu_backward %s: dup", dt_name(dt));
+        compare(what, &dup, tol);
+        case_end();
+    }
+}
+
+/* ---- cross-entropy ---- */
+
+static void test_cross_entropy(void)
+{
+    printf("cross_entropy\n");
+    const float spans[2] = {5, 80};
+    char what[128];
+    for (int k = 0; k < 2; k++) {
+        int64_t T = 37, V = 32003;
+        int32_t *lab = host_alloc((size_t)T * 4);
+        for (int64_t t = 0; t < T; t++)
+            lab[t] = t % 5 == 3 ? -100 : (int32_t)rand_int(V);
+        struct pair logits = P2(DTYPE_F32, T, V), labels = P1(DTYPE_I32, T), lse = P2(DTYPE_F32, T, 1);
+        fill_random(&logits, -spans[k], spans[k]), fill_i32(&labels, lab), fill_nan(&lse);
+        double ref = cpu->cross_entropy(cpu, &lse.c, &logits.c, &labels.c);
+        double got = gpu->cross_entropy(gpu, &lse.g, &logits.g, &labels.g);
+        snprintf(what, sizeof what, "cross_entropy [%lld, %lld] logits in +-%g: loss", (long long)T, (long long)V,
+                 spans[k]);
+        compare_scalar(what, got, ref, TOL_F32);
+        snprintf(what, sizeof what, "cross_entropy [%lld, %lld] logits in +-%g: lse", (long long)T, (long long)V,
+                 spans[k]);
+        compare(what, &lse, TOL_F32);
+        cpu->cross_entropy_backward(cpu, &logits.c, &lse.c, &labels.c, 1.0f / 29);
+        gpu->upload(gpu, lse.g.data, lse.c.data, (size_t)T * 4); /* the same lse on both sides */
+        gpu->cross_entropy_backward(gpu, &logits.g, &lse.g, &labels.g, 1.0f / 29);
+        snprintf(what, sizeof what, "cross_entropy_backward [%lld, %lld] logits in +-%g", (long long)T, (long long)V,
+                 spans[k]);
+        compare(what, &logits, TOL_F32);
+        free(lab);
+        case_end();
+    }
+}
+
+/* ---- dropout: the CPU's mask bit for bit ---- */
+
+static void test_dropout(void)
+{
+    printf("dropout\n");
+    const float ps[4] = {0.1f, 0.5f, 1.0f, 0.0f};
+    char what[160];
+    for (int i = 0; i < 4; i++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            int64_t n = 10007;
+            uint64_t seed = rand_u64(), offset = rand_u64() >> 20 | 1; /* odd: not at a Philox block's start */
+            /* f32: every output bit equal. */
+            struct pair x = P1(DTYPE_F32, n), y = P1(DTYPE_F32, n);
+            float *xv = x.c.data;
+            for (int64_t j = 0; j < n; j++)
+                xv[j] = (rand_u64() & 1 ? 1 : -1) * rand_uniform(0.5f, 1.5f); /* no zeros: a zero is a drop */
+            pair_sync(&x);
+            fill_nan(&y);
+            struct pair *dst = in_place ? &x : &y;
+            cpu->dropout(cpu, &dst->c, &x.c, ps[i], seed, offset);
+            gpu->dropout(gpu, &dst->g, &x.g, ps[i], seed, offset);
+            gpu_check("dropout");
+            float *got = gpu_values(dst);
+            long diff = 0, dropped = 0;
+            for (int64_t j = 0; j < n; j++) {
+                diff += memcmp(&got[j], &((float *)dst->c.data)[j], 4) != 0;
+                dropped += ((float *)dst->c.data)[j] == 0.0f;
+            }
+            snprintf(what, sizeof what, "dropout f32 p=%.1f%s: elements not bit-equal (%ld; %ld of %lld dropped)",
+                     ps[i], in_place ? " in place" : "", diff, dropped, (long long)n);
+            report(what, (double)diff, 0.5, 0, NULL);
+            free(got);
+
+            /* bf16: the same mask (zeros at the same places) and values. */
+            struct pair xb = P1(DTYPE_BF16, n), yb = P1(DTYPE_BF16, n);
+            memcpy(xb.c.data, x.c.data, (size_t)n * 4);
+            if (in_place) /* x was overwritten: draw again */
+                for (int64_t j = 0; j < n; j++)
+                    ((float *)xb.c.data)[j] = (rand_u64() & 1 ? 1 : -1) * rand_uniform(0.5f, 1.5f);
+            pair_sync(&xb);
+            fill_nan(&yb);
+            dst = in_place ? &xb : &yb;
+            cpu->dropout(cpu, &dst->c, &xb.c, ps[i], seed, offset);
+            gpu->dropout(gpu, &dst->g, &xb.g, ps[i], seed, offset);
+            gpu_check("dropout");
+            got = gpu_values(dst);
+            long mask_diff = 0, nans;
+            for (int64_t j = 0; j < n; j++)
+                mask_diff += (got[j] == 0.0f) != (((float *)dst->c.data)[j] == 0.0f);
+            double err = rel_l2(got, dst->c.data, n, &nans);
+            snprintf(what, sizeof what, "dropout bf16 p=%.1f%s: mask differs at %ld", ps[i], in_place ? " in place" : "",
+                     mask_diff);
+            report(what, mask_diff ? 1.0 : err, TOL_BF16, nans, NULL);
+            free(got);
+            case_end();
+        }
+}
+
+/* ---- adamw ---- */
+
+static void test_adamw(void)
+{
+    printf("adamw\n");
+    const int64_t steps[3] = {1, 2, 1000};
+    char what[128];
+    for (int i = 0; i < 3; i++) {
+        int64_t n = 100003;
+        struct pair p = P1(DTYPE_F32, n), g = P1(DTYPE_F32, n), m = P1(DTYPE_F32, n), v = P1(DTYPE_F32, n);
+        fill_random(&p, -1, 1), fill_random(&g, -1e-2f, 1e-2f), fill_random(&m, -1e-2f, 1e-2f);
+        fill_random(&v, 0, 1e-4f);
+        cpu->adamw(cpu, &p.c, &g.c, &m.c, &v.c, 1e-3, 0.9, 0.999, 1e-8, 0.01, steps[i]);
+        gpu->adamw(gpu, &p.g, &g.g, &m.g, &v.g, 1e-3, 0.9, 0.999, 1e-8, 0.01, steps[i]);
+        snprintf(what, sizeof what, "adamw step %lld: param", (long long)steps[i]);
+        compare(what, &p, TOL_F32);
+        snprintf(what, sizeof what, "adamw step %lld: exp_avg", (long long)steps[i]);
+        compare(what, &m, TOL_F32);
+        snprintf(what, sizeof what, "adamw step %lld: exp_avg_sq", (long long)steps[i]);
+        compare(what, &v, TOL_F32);
+        case_end();
+    }
+}
+
+/* ---- timing (not a check; run only when named) ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Median seconds of `reps` runs of fn on the GPU, after one warm-up. */
+static double time_gpu(void (*fn)(void *), void *arg, int reps)
+{
+    double t[16];
+    fn(arg);
+    gpu_check("timing");
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        fn(arg);
+        gpu_check("timing");
+        t[i] = now_s() - t0;
+    }
+    for (int i = 1; i < reps; i++) /* insertion sort */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1], t[j - 1] = x;
+        }
+    return t[reps / 2];
+}
+
+struct timing_args {
+    struct tensor a, b, c, q, k, v, o, lse, dq, dk, dv, dout;
+    struct seq_layout sl;
+    float scale;
+};
+
+static void time_matmul(void *p)
+{
+    struct timing_args *t = p;
+    gpu->matmul(gpu, &t->c, &t->a, false, &t->b, true, 1.0f, 0.0f);
+}
+
+static void time_attention(void *p)
+{
+    struct timing_args *t = p;
+    gpu->attention(gpu, &t->o, &t->lse, &t->q, &t->k, &t->v, NULL, &t->sl, 0, t->scale);
+}
+
+static void time_attention_backward(void *p)
+{
+    struct timing_args *t = p;
+    gpu->attention_backward(gpu, &t->dq, &t->dk, &t->dv, NULL, &t->dout, &t->q, &t->k, &t->v, NULL, &t->o, &t->lse,
+                            &t->sl, 0, t->scale);
+}
+
+/* Where the first version stands, at llama-3.1-8b's shapes (T = 2048). */
+static void test_timing(void)
+{
+    printf("timing (median of 5; GPU idle otherwise)\n");
+    const int64_t n = 4096, T = 2048, H = 32, KV = 8, D = 128;
+    struct timing_args t;
+    t.a = tensor_2d(track(gpu, n * n * 2), DTYPE_BF16, n, n);
+    t.b = tensor_2d(track(gpu, n * n * 2), DTYPE_BF16, n, n);
+    t.c = tensor_2d(track(gpu, n * n * 2), DTYPE_BF16, n, n);
+    /* Random bits would hold NaNs: convert from random fp32 instead. */
+    float *h = host_alloc((size_t)n * n * 4);
+    for (int64_t i = 0; i < n * n; i++)
+        h[i] = rand_uniform(-1, 1);
+    struct tensor f = tensor_2d(track(gpu, n * n * 4), DTYPE_F32, n, n);
+    gpu->upload(gpu, f.data, h, (size_t)n * n * 4);
+    gpu->convert(gpu, &t.a, &f);
+    gpu->convert(gpu, &t.b, &f);
+    double s = time_gpu(time_matmul, &t, 5);
+    printf("  matmul bf16 %lldx%lldx%lld: %.3f ms, %.0f TFLOP/s\n", (long long)n, (long long)n, (long long)n, s * 1e3,
+           2.0 * n * n * n / s * 1e-12);
+    int32_t starts[2] = {0, (int32_t)T};
+    struct layout l = layout_new(starts, 1);
+    t.sl = layout_gpu(&l);
+    t.scale = 1.0f / sqrtf((float)D);
+    struct tensor *bufs[] = {&t.q, &t.o, &t.dq, &t.dout, &t.k, &t.v, &t.dk, &t.dv};
+    for (int i = 0; i < 8; i++) {
+        int64_t heads = i < 4 ? H : KV;
+        *bufs[i] = (struct tensor){track(gpu, (size_t)(T * heads * D * 2)), DTYPE_BF16, 3, {T, heads, D}};
+        struct tensor src = tensor_1d(f.data, DTYPE_F32, T * heads * D), dst = tensor_1d(bufs[i]->data, DTYPE_BF16, T * heads * D);
+        gpu->convert(gpu, &dst, &src);
+    }
+    t.lse = tensor_2d(track(gpu, (size_t)(H * T * 4)), DTYPE_F32, H, T);
+    double flop = 2.0 * 2.0 * T * T / 2 * H * D; /* causal: half the score matrix, two products */
+    s = time_gpu(time_attention, &t, 5);
+    printf("  attention forward T=%lld H=%lld KV=%lld D=%lld causal: %.3f ms, %.1f TFLOP/s\n", (long long)T,
+           (long long)H, (long long)KV, (long long)D, s * 1e3, flop / s * 1e-12);
+    s = time_gpu(time_attention_backward, &t, 5);
+    printf("  attention backward, same: %.3f ms, %.1f TFLOP/s (2.5x the forward's FLOP)\n", s * 1e3,
+           2.5 * flop / s * 1e-12);
+    free(h);
+    case_end();
+}
+
+/* Groups of checks, run in this order; `test_cuda_ops NAME...` runs the named ones. */
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} groups[] = {
+    {"memory", test_memory},       {"convert", test_convert},
+    {"matmul", test_matmul},       {"elementwise", test_elementwise},
+    {"embedding", test_embedding}, {"rmsnorm", test_rmsnorm},
+    {"rope", test_rope},           {"attention", test_attention},
+    {"attention_cached", test_attention_cached}, {"swiglu", test_swiglu},
+    {"cross_entropy", test_cross_entropy}, {"dropout", test_dropout},
+    {"adamw", test_adamw},         {"timing", test_timing},
+};
+
+/* Named on the command line, or, with no names, any group but timing. */
+static bool wanted(const char *name, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], name))
+            return true;
+    return argc < 2 && strcmp(name, "timing");
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("TUNE_TEST_SEED");
+    rng = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+    uint64_t seed = rng;
+    tune_err err = {{0}};
+    cpu = backend_cpu();
+    gpu = backend_cuda(0, &err);
+    if (gpu)
+        gpu_sliced = backend_cuda_with_scratch(0, 8192, &err);
+    if (!gpu || !gpu_sliced) {
+        fprintf(stderr, "test_cuda_ops: %s\n", err.msg);
+        return 1;
+    }
+    printf("test_cuda_ops: seed %llu (TUNE_TEST_SEED repeats it), workspace %zu MiB\n", (unsigned long long)seed,
+           backend_cuda_workspace_bytes(gpu) >> 20);
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        if (wanted(groups[i].name, argc, argv))
+            groups[i].fn();
+    gpu_check("the last op");
+    backend_cuda_free(gpu_sliced);
+    backend_cuda_free(gpu);
+    printf("test_cuda_ops: %d of %d checks passed%s\n", checks - failures, checks, failures ? "  FAILED" : "");
+    return failures ? 1 : 0;
+}
