@@ -171,6 +171,12 @@ else
     fail "tune train --method full failed"
 fi
 
+# A --config YAML file holds the same flags; the command line overrides it.
+printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"
+expect 0 "done       2 steps" -- train --config "$tmp/run.yaml" --model examples/models/tiny-llama --output "$tmp/yaml" --max-steps 2
+printf 'data: [a, b]\n' >"$tmp/bad.yaml"
+expect 2 "write lists as" -- train --config "$tmp/bad.yaml" --model examples/models/tiny-llama
+
 expect 1 "none.json: cannot open" -- train --model examples/models/tiny-llama --data "$tmp/none.json" --output "$tmp/x"
 expect 2 "--data and --output are required" -- train --model examples/models/tiny-llama
 expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --data examples/data/grading --output "$tmp/x" --targets xx

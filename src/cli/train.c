@@ -114,13 +114,14 @@ int cmd_train(int argc, char **argv)
     struct train_args a;
     tune_err err;
     char **saved = NULL;
-    int n_saved = 0, status = 0;
+    int n_saved = 0, n_loaded = 0, status = 0;
     /* --resume DIR alone: the run's own arguments come back from training_args.json. */
     if (argc == 2 && !strcmp(argv[0], "--resume")) {
         if (train_args_load_saved(argv[1], &saved, &n_saved, &err)) {
             fprintf(stderr, "tune train: %s\n", err.msg);
             return 2;
         }
+        n_loaded = n_saved;
         /* The run continues where its checkpoint is, even if the folder moved. */
         static char parent[4096];
         snprintf(parent, sizeof parent, "%s/..", argv[1]);
@@ -140,7 +141,11 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "tune train: %s\n", err.msg);
         status = 1;
     }
+    for (int k = 0; k < a.n_config; k++)
+        free(a.all[k]);
     free(a.all);
+    for (int k = 0; k < n_loaded; k++)
+        free(saved[k]);
     free(saved);
     return status;
 }

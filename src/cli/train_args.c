@@ -186,20 +186,24 @@ int train_args_parse(struct train_args *a, int argc, char **argv, tune_err *err)
     const char *v;
     int i;
     while ((i = cli_next(&ca, train_opts, T_COUNT, &v, err)) >= 0)
-        if (i == T_CONFIG && yaml_args(v, &all, &n, err))
+        if (i == T_CONFIG && yaml_args(v, &all, &n, err)) {
+            a->all = all;
+            a->n_config = n;
             return -1;
+        }
         else if (i == T_HELP)
             a->help = true;
+    a->all = all; /* freed by the caller, also on the early returns */
+    a->n_config = n;
     if (i == -2 || a->help)
         return i == -2 ? -1 : 0;
     char **grown = realloc(all, sizeof *all * (size_t)(n + argc + 1));
     if (!grown)
         return err_set(err, "out of memory");
-    all = grown;
+    a->all = all = grown;
     for (int k = 0; k < argc; k++)
         all[n + k] = argv[k];
     int total = n + argc;
-    a->all = all;
     a->n_all = total;
     int rc = 0;
     for (int pass = 0; pass < 2 && !rc; pass++) {

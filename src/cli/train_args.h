@@ -17,8 +17,8 @@ struct train_args {
     struct train_config tc;
     double eval_split;
     bool help;
-    char **all; /* the config file's flags, then the command line's */
-    int n_all;
+    char **all; /* the config file's flags (owned: n_config), then the command line's */
+    int n_all, n_config;
 };
 
 /* Parses argv (after "train"); a --config file's keys (the long flag names)
