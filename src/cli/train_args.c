@@ -18,7 +18,7 @@
 enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP, T_WD, T_CLIP,
-    T_EVAL_SPLIT, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_DEVICE, T_HELP, T_COUNT
+    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_DEVICE, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -46,6 +46,7 @@ static const struct cli_opt train_opts[] = {
     [T_WD] = {"--weight-decay", "X", "AdamW weight decay (default 0)"},
     [T_CLIP] = {"--max-grad-norm", "X", "global gradient-norm clip (default 1.0; 0 disables)"},
     [T_EVAL_SPLIT] = {"--eval-split", "F", "fraction (or count) held out for evaluation (default 0: none)"},
+    [T_VAL_FRACTION] = {"--val-fraction", "F", "the same as --eval-split (the seeds' name: --val-fraction 0.1 --seed 42)"},
     [T_EVAL_STEPS] = {"--eval-steps", "N", "evaluate every N steps (and at the end)"},
     [T_SAVE_STEPS] = {"--save-steps", "N", "checkpoint every N steps"},
     [T_SAVE_LIMIT] = {"--save-total-limit", "K", "keep the last K checkpoints (default all)"},
@@ -153,7 +154,8 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
     case T_WARMUP: return units_parse_int(v, "--warmup-steps", 0, INT64_MAX / 4, &tc->warmup_steps, err);
     case T_WD: return units_parse_real(v, "--weight-decay", 0, 10, &tc->adamw.weight_decay, err);
     case T_CLIP: return units_parse_real(v, "--max-grad-norm", 0, 1e9, &tc->max_grad_norm, err);
-    case T_EVAL_SPLIT: return units_parse_real(v, "--eval-split", 0, 1e9, &a->eval_split, err);
+    case T_EVAL_SPLIT:
+    case T_VAL_FRACTION: return units_parse_real(v, train_opts[opt].name, 0, 1e9, &a->eval_split, err);
     case T_EVAL_STEPS: return units_parse_int(v, "--eval-steps", 1, INT64_MAX / 4, &tc->eval_steps, err);
     case T_SAVE_STEPS: return units_parse_int(v, "--save-steps", 1, INT64_MAX / 4, &tc->save_steps, err);
     case T_SAVE_LIMIT: return units_parse_int(v, "--save-total-limit", 1, 1 << 20, &tc->save_total_limit, err);
