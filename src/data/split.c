@@ -5,22 +5,15 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/rng.h"
 #include "data/dataset.h"
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Uniform in [0, bound): rejects the (2^64 mod bound) lowest draws, so no value is favoured. */
 static uint64_t below(uint64_t *state, uint64_t bound)
 {
     uint64_t threshold = (0 - bound) % bound;
     for (;;) {
-        uint64_t r = splitmix64(state);
+        uint64_t r = rng_next(state);
         if (r >= threshold)
             return r % bound;
     }
@@ -29,7 +22,7 @@ static uint64_t below(uint64_t *state, uint64_t bound)
 void data_shuffle(size_t *idx, size_t n, uint64_t seed, uint64_t stream)
 {
     /* Streams are decorrelated through the mixer: seed + k would only shift one sequence. */
-    uint64_t state = seed ^ splitmix64(&stream);
+    uint64_t state = seed ^ rng_next(&stream);
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)below(&state, i);
         size_t t = idx[i - 1];

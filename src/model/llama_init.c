@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
 
@@ -232,17 +233,6 @@ void llama_zero_grads(struct llama *m)
     }
 }
 
-/* splitmix64: a small, well-mixed generator for host-side initialization. */
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return (double)(splitmix(s) >> 11) * (1.0 / 9007199254740992.0); }
-
 /* Fills t (fp32 on the host, then uploaded) from gen. */
 static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)(uint64_t *, double), double arg)
 {
@@ -268,10 +258,10 @@ static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)
 
 static double gen_normal(uint64_t *s, double std)
 {
-    double u1 = uniform01(s), u2 = uniform01(s);
+    double u1 = rng_uniform(s), u2 = rng_uniform(s);
     return std * sqrt(-2 * log(u1 > 0 ? u1 : 1e-300)) * cos(2 * PI * u2);
 }
-static double gen_uniform(uint64_t *s, double bound) { return bound * (2 * uniform01(s) - 1); }
+static double gen_uniform(uint64_t *s, double bound) { return bound * (2 * rng_uniform(s) - 1); }
 static double gen_const(uint64_t *s, double v) { (void)s; return v; }
 
 void llama_init_random(struct llama *m, uint64_t seed)

@@ -1,16 +1,10 @@
 /* See sample.h. */
 #include "model/sample.h"
 
+#include "base/rng.h"
+
 #include <math.h>
 #include <stdlib.h>
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 static const float *sort_base;
 static int by_prob_desc(const void *a, const void *b)
@@ -45,7 +39,7 @@ int32_t sample_token(float *logits, int64_t V, double temperature, double top_p,
     double mass = 0;
     while (keep < V && (keep == 0 || mass < top_p))
         mass += logits[order[keep++]];
-    double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0 * mass, acc = 0;
+    double u = rng_uniform(rng) * mass, acc = 0;
     int32_t pick = order[keep - 1];
     for (int64_t k = 0; k < keep; k++) {
         acc += logits[order[k]];
