@@ -4,12 +4,10 @@
  * (tokens, trained tokens, truncated, dropped) and the first example token by token with its
  * loss mask. The EOS defaults to the eos_token of the tokenizer_config.json beside the
  * tokenizer, where transformers' tokenizer.eos_token_id (the seeds' EOS) comes from. */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "base/units.h"
 #include "cli/args.h"
@@ -17,6 +15,7 @@
 #include "data/dataset.h"
 #include "data/template.h"
 #include "io/json.h"
+#include "io/read_file.h"
 
 enum {
     OPT_TOKENIZER, OPT_TEXT, OPT_FILE, OPT_JSON, OPT_JSONL, OPT_DATA, OPT_TEMPLATE, OPT_CHAT,
@@ -155,36 +154,10 @@ static int print_ids(const struct tokenizer *tok, const char *text, size_t len, 
     return rc;
 }
 
-/* The whole of a file, NUL-terminated (the text itself may hold NUL bytes). */
-static char *read_file(const char *path, size_t *len, tune_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    char *text = NULL;
-    if (!f) {
-        err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
-        err_set(err, "%s: not a regular file", path);
-    else if (!(text = malloc((size_t)st.st_size + 1)))
-        err_set(err, "%s: out of memory for %lld bytes", path, (long long)st.st_size);
-    else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        err_set(err, "%s: short read", path);
-        free(text);
-        text = NULL;
-    } else {
-        text[st.st_size] = 0;
-        *len = (size_t)st.st_size;
-    }
-    fclose(f);
-    return text;
-}
-
 static int encode_file(const struct tokenizer *tok, const char *path, unsigned flags, bool json, tune_err *err)
 {
     size_t len;
-    char *text = read_file(path, &len, err);
+    char *text = io_read_file(path, 0, &len, err);
     if (!text)
         return -1;
     int rc = print_ids(tok, text, len, flags, json, err);
@@ -212,7 +185,7 @@ static bool has_escaped_nul(const char *s)
 static int encode_jsonl(const struct tokenizer *tok, const char *path, unsigned flags, tune_err *err)
 {
     size_t len;
-    char *text = read_file(path, &len, err);
+    char *text = io_read_file(path, 0, &len, err);
     if (!text)
         return -1;
     int rc = 0;

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/read_file.h"
+
 void data_origin_format(const struct data_origin *o, char *buf, size_t len)
 {
     if (o->line > 0)
@@ -23,35 +25,6 @@ static bool ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-/* Reads a whole file of at most max_bytes into a NUL-terminated buffer. */
-static char *read_bounded(const char *path, int64_t max_bytes, size_t *len, tune_err *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *text = NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        err_set(err, "%s: cannot stat: %s", path, strerror(errno));
-    } else if ((int64_t)st.st_size > max_bytes) {
-        err_set(err, "%s: %lld bytes is more than the limit of %lld per file", path,
-                (long long)st.st_size, (long long)max_bytes);
-    } else if (!(text = malloc((size_t)st.st_size + 1))) {
-        err_set(err, "%s: out of memory reading %lld bytes", path, (long long)st.st_size);
-    } else if (fread(text, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        err_set(err, "%s: short read", path);
-        free(text);
-        text = NULL;
-    } else {
-        text[st.st_size] = 0;
-        *len = (size_t)st.st_size;
-    }
-    fclose(f);
-    return text;
 }
 
 /* Line and column (1-based) of byte `at` in text. */
@@ -142,7 +115,7 @@ static int read_file(const char *path, int64_t max_bytes, data_record_fn fn, voi
     if (!jsonl && !ends_with(path, ".json"))
         return err_set(err, "%s: not a .json or .jsonl file (or a directory of them)", path);
     size_t len = 0;
-    char *text = read_bounded(path, max_bytes, &len, err);
+    char *text = io_read_file(path, max_bytes, &len, err);
     if (!text)
         return -1;
     if (strlen(text) != len) {
