@@ -116,10 +116,11 @@ expect 0 "usage: tune tokenize" -- tokenize --help
 
 # tune train on the bundled demo: a resumed run repeats the uninterrupted one
 # bit for bit (every metrics row, the final adapter).
+demo_train_args="--model examples/models/tiny-llama --data examples/data/grading --template examples/templates/grading.json
+    --seq 128 --micro-batch 2 --epochs 1 --lr 3e-3 --dropout 0.1 --r 4 --alpha 8 --eval-split 4
+    --eval-steps 4 --logging-steps 100"
 train_demo() {
-    "$TUNE" train --model examples/models/tiny-llama --data examples/data/grading --template examples/templates/grading.json \
-        --seq 128 --micro-batch 2 --epochs 1 --lr 3e-3 --dropout 0.1 --r 4 --alpha 8 --eval-split 4 \
-        --eval-steps 4 --logging-steps 100 "$@"
+    "$TUNE" train $demo_train_args "$@"
 }
 checks=$((checks + 1))
 if train_demo --output "$tmp/run" --save-steps 4 >/dev/null 2>"$tmp/train.err"; then
@@ -143,7 +144,8 @@ fi
 checks=$((checks + 1))
 for delay in 0.15 0.35 0.55 0.75 0.95; do
     rm -rf "$tmp/kill"
-    train_demo --output "$tmp/kill" --save-steps 1 >/dev/null 2>&1 &
+    # tune itself in the background (not a subshell running it), so that the kill reaches it.
+    "$TUNE" train $demo_train_args --output "$tmp/kill" --save-steps 1 >/dev/null 2>&1 &
     pid=$!
     sleep $delay
     kill -9 $pid 2>/dev/null
@@ -157,6 +159,20 @@ for delay in 0.15 0.35 0.55 0.75 0.95; do
             --seq 128 >/dev/null 2>&1 || fail "killed after ${delay}s: $c does not load"
     done
 done
+
+# Two runs never write to one output directory at once.
+checks=$((checks + 1))
+"$TUNE" train $demo_train_args --output "$tmp/lock" --epochs 100 >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 200); do [ -s "$tmp/lock/metrics.jsonl" ] && break; sleep 0.05; done
+if "$TUNE" train $demo_train_args --output "$tmp/lock" --max-steps 1 >/dev/null 2>"$tmp/lock.err"; then
+    fail "a second run wrote to an output directory in use"
+else
+    grep -q "$tmp/lock: another tune run is writing to this directory" "$tmp/lock.err" ||
+        fail "second run on a busy output: $(cat "$tmp/lock.err")"
+fi
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
 
 # Full fine-tuning writes a whole model that loads as a base again.
 checks=$((checks + 1))

@@ -70,9 +70,9 @@ static int run(struct train_args *a, tune_err *err)
 
     a->tc.output_dir = a->output;
     a->tc.base_model = a->model;
+    trainer_ready = true; /* trainer_free undoes a partial trainer_init too */
     if (trainer_init(&t, &m, &a->tc, &train_bs, err))
         goto out;
-    trainer_ready = true;
     if (a->resume) {
         if (trainer_resume(&t, a->resume, err))
             goto out;

@@ -151,8 +151,12 @@ int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train,
         int64_t steps[4096];
         int n = list_checkpoints(out, steps, 4096);
         for (int i = 0; i + t->cfg.save_total_limit < n; i++) {
+            /* Renamed out of sight first: a kill while deleting leaves no half checkpoint. */
             snprintf(path, sizeof path, "%s/checkpoint-%lld", out, (long long)steps[i]);
-            remove_tree(path);
+            snprintf(old, sizeof old, "%s/.checkpoint-%lld.pruned", out, (long long)steps[i]);
+            remove_tree(old);
+            if (rename(path, old) == 0)
+                remove_tree(old);
         }
     }
     return 0;

@@ -5,9 +5,11 @@
 #include "train/trainer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,8 +56,16 @@ int trainer_init(struct trainer *t, struct llama *m, const struct train_config *
     memset(t, 0, sizeof *t);
     t->m = m;
     t->cfg = *cfg;
+    t->lock_fd = -1;
     if (mkdir(cfg->output_dir, 0755) != 0 && errno != EEXIST)
         return err_set(err, "%s: cannot create: %s", cfg->output_dir, strerror(errno));
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s/.lock", cfg->output_dir);
+    t->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (t->lock_fd < 0)
+        return err_set(err, "%s: cannot create: %s", lock, strerror(errno));
+    if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return err_set(err, "%s: another tune run is writing to this directory", cfg->output_dir);
     int64_t per_epoch = (train->batches_per_epoch + cfg->grad_accum - 1) / cfg->grad_accum;
     t->total_steps = cfg->max_steps ? cfg->max_steps : per_epoch * cfg->epochs;
     if (t->total_steps < 1)
@@ -69,6 +79,9 @@ void trainer_free(struct trainer *t)
     if (t->metrics)
         fclose(t->metrics);
     t->metrics = NULL;
+    if (t->lock_fd >= 0)
+        close(t->lock_fd); /* releases the lock */
+    t->lock_fd = -1;
 }
 
 /* The next micro-batch, moving to the next epoch at the end of one; 0 when

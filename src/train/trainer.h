@@ -53,10 +53,12 @@ struct trainer {
     int64_t epoch, index;    /* data position of the next micro-batch (the stream's units) */
     int64_t total_steps;
     FILE *metrics;           /* OUTPUT/metrics.jsonl */
+    int lock_fd;             /* OUTPUT/.lock, held while this run writes there */
     double last_loss;
 };
 
-/* Prepares OUTPUT (created if needed). */
+/* Prepares OUTPUT (created if needed) and locks it: a second run writing to
+ * the same OUTPUT is refused instead of mixing checkpoints. */
 int trainer_init(struct trainer *t, struct llama *m, const struct train_config *cfg,
                  const struct batch_stream *train, tune_err *err);
 void trainer_free(struct trainer *t);
