@@ -170,7 +170,18 @@ $(BUILD)/cuda/context_memory: tools/cuda/context_memory.cu | cuda-nvcc
 	@echo "  NVCC  $<"
 	$(Q)$(NVCC) -O2 $(CUDA_ARCH) -o $@ $< -lcublasLt
 
-cuda: $(CUDA_LIB) $(CUDA_TESTS) $(BUILD)/cuda/context_memory
+# The tune program with the CUDA backend: the CLI with cli/device.c built for CUDA.
+CUDA_CLI_OBJ := $(filter-out $(BUILD)/src/cli/device.o,$(CLI_OBJ)) $(BUILD)/cuda/cli/device.o
+$(BUILD)/cuda/cli/device.o: src/cli/device.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (TUNE_WITH_CUDA)"
+	$(Q)$(CC) $(CFLAGS) -DTUNE_WITH_CUDA -c $< -o $@
+
+$(BUILD)/cuda/tune: $(CUDA_CLI_OBJ) $(CUDA_LIB) $(LIB)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+cuda: $(CUDA_LIB) $(CUDA_TESTS) $(BUILD)/cuda/context_memory $(BUILD)/cuda/tune
 
 # Every CUDA op against the CPU op on random inputs; a non-zero exit on any failure.
 test-cuda: $(CUDA_TESTS)

@@ -160,6 +160,29 @@ for delay in 0.15 0.35 0.55 0.75 0.95; do
     done
 done
 
+# A non-finite loss stops the run naming the step and the last checkpoint;
+# --skip-nonfinite skips such steps instead. Every weight here is NaN.
+checks=$((checks + 1))
+cp -r examples/models/tiny-llama "$tmp/nan-model"
+st="$tmp/nan-model/model.safetensors"
+header=$(od -An -tu8 -N8 "$st" | tr -d ' ')
+data=$(($(wc -c <"$st") - 8 - header))
+head -c $data /dev/zero | tr '\0' '\377' | dd of="$st" bs=65536 seek=$((8 + header)) oflag=seek_bytes conv=notrunc 2>/dev/null
+nan_train="--model $tmp/nan-model --data examples/data/grading --template examples/templates/grading.json --seq 128 --max-steps 2"
+if "$TUNE" train $nan_train --output "$tmp/nan" >/dev/null 2>"$tmp/nan.err"; then
+    fail "a NaN loss did not stop the run"
+else
+    grep -q "step 1: the loss (.*) or gradient norm (.*) is not finite; nothing of this step was applied; last checkpoint: none saved yet" \
+        "$tmp/nan.err" || fail "NaN loss: $(cat "$tmp/nan.err")"
+fi
+if "$TUNE" train $nan_train --output "$tmp/nan-skip" --skip-nonfinite >/dev/null 2>"$tmp/nan.err"; then
+    [ "$(grep -c '"loss":null,.*"skipped":true' "$tmp/nan-skip/metrics.jsonl")" = 2 ] ||
+        fail "--skip-nonfinite: skipped steps not in metrics.jsonl"
+    grep -q "step 2: .* not finite; skipped (--skip-nonfinite)" "$tmp/nan.err" || fail "--skip-nonfinite: no warning"
+else
+    fail "--skip-nonfinite: $(tail -1 "$tmp/nan.err")"
+fi
+
 # Two runs never write to one output directory at once.
 checks=$((checks + 1))
 "$TUNE" train $demo_train_args --output "$tmp/lock" --epochs 100 >/dev/null 2>&1 &

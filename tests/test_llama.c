@@ -114,8 +114,8 @@ static void test_loss_and_lora_grads(void **state)
     tune_err err = {{0}};
     int64_t counted = 0;
     llama_zero_grads(&f->m);
-    double loss = llama_step(&f->m, &b, true, 1.0f / (float)count, 0, &counted, &err);
-    if (isnan(loss))
+    double loss;
+    if (llama_step(&f->m, &b, true, 1.0f / (float)count, 0, &loss, &counted, &err))
         fail_msg("%s", err.msg);
     assert_int_equal(counted, count);
     if (fabs(loss - want_sum) > 1e-5 * fabs(want_sum))
@@ -198,7 +198,7 @@ static void test_checkpointing_is_exact(void **state)
         load_model(f, &m, &rc);
         int64_t counted;
         llama_zero_grads(&m);
-        losses[ck] = llama_step(&m, &b, true, 0.125f, 3, &counted, &err);
+        assert_int_equal(llama_step(&m, &b, true, 0.125f, 3, &losses[ck], &counted, &err), 0);
         const struct plan_buffer *g = plan_find(&m.plan, "layers.*.self_attn.q_proj.lora_A.grad");
         assert_non_null(g);
         size_t n = (size_t)(m.plan.per_gpu[PLAN_GRADS]);
@@ -302,7 +302,9 @@ static void test_three_adamw_steps(void **state)
     for (int64_t step = 0; step < 3; step++) {
         int64_t counted;
         llama_zero_grads(&m);
-        double loss = llama_step(&m, &b, true, 1.0f / (float)count, (uint64_t)step, &counted, &err) / count;
+        double loss;
+        assert_int_equal(llama_step(&m, &b, true, 1.0f / (float)count, (uint64_t)step, &loss, &counted, &err), 0);
+        loss /= count;
         double norm = optim_grad_norm(m.be, &m.arena);
         if (fabs(loss - losses[step]) > 1e-5 * losses[step] || fabs(norm - norms[step]) > 1e-5 * norms[step])
             fail_msg("step %lld: loss %.9g (torch %.9g), grad norm %.9g (torch %.9g)", (long long)step + 1, loss,
@@ -357,7 +359,9 @@ static void test_full_finetune_grads(void **state)
     int32_t count = *(const int32_t *)st_file_find(&f->golden, "count")->data;
     int64_t counted;
     llama_zero_grads(&m);
-    assert_false(isnan(llama_step(&m, &b, true, 1.0f / (float)count, 0, &counted, &err)));
+    double loss;
+    assert_int_equal(llama_step(&m, &b, true, 1.0f / (float)count, 0, &loss, &counted, &err), 0);
+    assert_false(isnan(loss));
     int checked = 0;
     char name[256];
     check_grad(f, &m.full_embed, "model.embed_tokens.weight", &checked);

@@ -54,8 +54,8 @@ static int run(const char **opt, int64_t seq, int64_t mb, tune_err *err)
         llama_init(&m, &spec, &rc, backend_cpu(), 0, err) || llama_load_weights(&m, opt[E_MODEL], err) ||
         (opt[E_ADAPTER] && peft_load_adapter(&m, opt[E_ADAPTER], err)))
         goto out;
-    double loss = evaluate_loss(&m, &bs, err);
-    if (isnan(loss))
+    double loss;
+    if (evaluate_loss(&m, &bs, &loss, err))
         goto out;
     printf("eval_loss %.6f  perplexity %.4f  (%zu examples, %lld labelled tokens%s%s)\n", loss, exp(loss), d.n,
            (long long)d.stats.trained, opt[E_ADAPTER] ? ", adapter " : ", base model", opt[E_ADAPTER] ? opt[E_ADAPTER] : "");

@@ -1,14 +1,14 @@
 /* tune train: dataset -> packed micro-batches -> the Llama engine on the CPU
- * backend -> a PEFT adapter, with metrics, checkpoints and exact resume. The
+ * or CUDA backend -> a PEFT adapter, with metrics, checkpoints and exact resume. The
  * plan is built first: it is the allocation, and its total is printed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "base/units.h"
 #include "cli/commands.h"
 #include "cli/data_setup.h"
+#include "cli/device.h"
 #include "cli/model_files.h"
 #include "cli/train_args.h"
 #include "data/dataset.h"
@@ -36,6 +36,7 @@ static int run(struct train_args *a, tune_err *err)
     struct batch_stream train_bs, eval_bs;
     struct llama m;
     struct trainer t;
+    struct backend *be = NULL;
     int32_t eos[MODEL_MAX_EOS];
     bool model_ready = false, trainer_ready = false;
     int rc = -1;
@@ -56,7 +57,9 @@ static int run(struct train_args *a, tune_err *err)
                                          a->rc.micro_batch, a->tc.seed, true, err)))
         goto out;
 
-    struct backend *be = backend_cpu();
+    be = device_open(&a->device, err);
+    if (!be)
+        goto out;
     be->bytes_peak = be->bytes_in_use; /* measure this run's own allocations */
     int64_t held_before = be->bytes_in_use;
     if (llama_init(&m, &a->spec, &a->rc, be, a->tc.seed, err) || llama_load_weights(&m, a->model, err))
@@ -87,19 +90,14 @@ static int run(struct train_args *a, tune_err *err)
         goto out;
     printf("done       %lld steps, last loss %.4f; adapter in %s/final, metrics in %s/metrics.jsonl, curve in "
            "%s/loss.svg\n", (long long)t.step, t.last_loss, a->output, a->output, a->output);
-    char planned[32], held[32], rss[32];
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("memory     planned %s, held by the %s backend at its peak %s (%lld bytes of %lld planned); process peak "
-           "RSS %s\n", units_fmt_bytes(m.plan.total, planned, sizeof planned), be->name,
-           units_fmt_bytes(be->bytes_peak - held_before, held, sizeof held), (long long)(be->bytes_peak - held_before),
-           (long long)m.plan.total, units_fmt_bytes((int64_t)ru.ru_maxrss * 1024, rss, sizeof rss));
+    device_print_memory(be, m.plan.total, be->bytes_peak - held_before);
     rc = 0;
 out:
     if (trainer_ready)
         trainer_free(&t);
     if (model_ready || m.layers)
         llama_free(&m);
+    device_close(be);
     packer_free(&train_s.p);
     packer_free(&eval_s.p);
     data_split_free(&split);

@@ -18,7 +18,7 @@
 enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP, T_WD, T_CLIP,
-    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_DEVICE, T_HELP, T_COUNT
+    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_DEVICE, T_SKIP_NONFINITE, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -53,7 +53,8 @@ static const struct cli_opt train_opts[] = {
     [T_LOG_STEPS] = {"--logging-steps", "N", "progress line every N steps off a terminal (default 1)"},
     [T_SEED] = {"--seed", "N", "seed of LoRA init, dropout, split and shuffle (default 42)"},
     [T_CKPT] = {"--grad-ckpt", "P", "gradient checkpointing: none (default) or full"},
-    [T_DEVICE] = {"--device", "D", "cpu (default here)"},
+    [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
+    [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_HELP] = {"--help", NULL, "show this help"},
 };
 _Static_assert(sizeof train_opts / sizeof train_opts[0] == T_COUNT, "train options");
@@ -170,9 +171,12 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
             return err_set(err, "--grad-ckpt: '%s' is not one of none, full", v);
         rc->grad_ckpt = (enum grad_ckpt)c;
         return 0;
+    case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;
     case T_DEVICE:
-        if (strcmp(v, "cpu"))
-            return err_set(err, "--device: '%s': this build trains on cpu (the CUDA backend is issue 6)", v);
+        if (device_parse(v, &a->device, err))
+            return -1;
+        device_resolve(&a->device);
+        rc->device = a->device.kind;
         return 0;
     default: return 0;
     }
@@ -228,7 +232,9 @@ int train_args_parse(struct train_args *a, int argc, char **argv, tune_err *err)
                 rc = -1;
             else {
                 run_config_default(&a->rc, &a->spec);
-                a->rc.device = DEVICE_CPU;
+                a->device = (struct device_choice){.is_auto = true};
+                device_resolve(&a->device);
+                a->rc.device = a->device.kind;
                 a->rc.seq = 512;
                 a->tc = (struct train_config){.adamw = {2e-4, 0.9, 0.999, 1e-8, 0.0}, .schedule = LR_SCHEDULE_LINEAR,
                                               .epochs = 3, .grad_accum = 1, .max_grad_norm = 1.0,

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "cli/device.h"
 #include "model/spec.h"
 #include "plan/run.h"
 #include "train/trainer.h"
@@ -15,6 +16,7 @@ struct train_args {
     struct model_spec spec;
     struct run_config rc;
     struct train_config tc;
+    struct device_choice device; /* resolved: never auto */
     double eval_split;
     bool help;
     char **all; /* the config file's flags (owned: n_config), then the command line's */

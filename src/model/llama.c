@@ -238,26 +238,26 @@ static double loss_forward_backward(struct llama *m, int64_t T, const struct ten
     return loss;
 }
 
-double llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale,
-                  uint64_t step, int64_t *counted, tune_err *err)
+int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale, uint64_t step,
+               double *loss_sum, int64_t *counted, tune_err *err)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
     int64_t T = batch->tokens, C = s->hidden, cap = m->rc.micro_batch * m->rc.seq;
     if (T < 1 || T > cap || batch->sequences < 1 || batch->sequences > T)
         return err_set(err, "batch of %lld tokens in %lld sequences does not fit the planned %lld tokens",
-                       (long long)T, (long long)batch->sequences, (long long)cap), NAN;
+                       (long long)T, (long long)batch->sequences, (long long)cap), -1;
 
     /* Upload ids, labels, positions and starts into the batch buffer. */
     int32_t *host = malloc(sizeof(int32_t) * (size_t)(4 * T + 1));
     if (!host)
-        return err_set(err, "out of memory for a batch of %lld tokens", (long long)T), NAN;
+        return err_set(err, "out of memory for a batch of %lld tokens", (long long)T), -1;
     int64_t max_len = 0, n = 0;
     for (int64_t q = 0; q < batch->sequences; q++) {
         int32_t a = batch->starts[q], b = batch->starts[q + 1];
         if (a != n || b <= a || b > T) {
             free(host);
-            return err_set(err, "batch: sequence %lld spans [%d, %d), not a packed run", (long long)q, a, b), NAN;
+            return err_set(err, "batch: sequence %lld spans [%d, %d), not a packed run", (long long)q, a, b), -1;
         }
         for (int32_t t = a; t < b; t++)
             host[2 * T + t] = t - a;
@@ -267,7 +267,7 @@ double llama_step(struct llama *m, const struct llama_batch *batch, bool backwar
     if (n != T || max_len > m->rc.seq) {
         free(host);
         return err_set(err, "batch: sequences cover %lld of %lld tokens, longest %lld (seq %lld)", (long long)n,
-                       (long long)T, (long long)max_len, (long long)m->rc.seq), NAN;
+                       (long long)T, (long long)max_len, (long long)m->rc.seq), -1;
     }
     int64_t count = 0;
     for (int64_t t = 0; t < T; t++) {
@@ -275,7 +275,7 @@ double llama_step(struct llama *m, const struct llama_batch *batch, bool backwar
             (batch->labels[t] < 0 && batch->labels[t] != -100)) {
             free(host);
             return err_set(err, "batch: token %lld has id %d / label %d outside the vocabulary of %lld", (long long)t,
-                           batch->ids[t], batch->labels[t], (long long)s->vocab), NAN;
+                           batch->ids[t], batch->labels[t], (long long)s->vocab), -1;
         }
         count += batch->labels[t] != -100;
     }
@@ -311,7 +311,8 @@ double llama_step(struct llama *m, const struct llama_batch *batch, bool backwar
     if (backward && m->full_embed.grad.data)
         be->embedding_backward(be, &m->full_embed.grad, &dres, &ids);
     *counted = count;
-    return loss;
+    *loss_sum = loss;
+    return 0;
 }
 
 /* Inference over a KV cache: the n tokens at positions [pos0, pos0 + n) of

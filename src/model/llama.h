@@ -81,13 +81,14 @@ void llama_init_random(struct llama *m, uint64_t seed);
 /* LoRA factors as PEFT makes them: A Kaiming-uniform (bound 1/sqrt(in)), B zero. */
 void llama_init_lora(struct llama *m);
 
-/* Runs the micro-batch forward and returns the summed loss of its labelled
- * tokens (*counted gets how many). With backward, adds d(loss * loss_scale)
+/* Runs the micro-batch forward and gives the summed loss of its labelled
+ * tokens (*counted gets how many; the loss may be NaN or infinite, which is
+ * not a failure here); -1 with err set when the batch is malformed. With backward, adds d(loss * loss_scale)
  * to the gradients of the trainable tensors; loss_scale is 1 / (labelled
  * tokens of the whole accumulated batch), so the gradient is of the mean
  * over all of it. `step` keys the dropout masks. */
-double llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale,
-                  uint64_t step, int64_t *counted, tune_err *err);
+int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale, uint64_t step,
+               double *loss_sum, int64_t *counted, tune_err *err);
 
 /* Keys and values of past positions, per layer [capacity, KV * D]. */
 struct llama_kv_cache {

@@ -119,6 +119,15 @@ static int list_checkpoints(const char *dir, int64_t *steps, int max)
     return n;
 }
 
+int trainer_last_checkpoint(const char *dir, char *path, size_t size)
+{
+    int64_t steps[4096];
+    int n = list_checkpoints(dir, steps, 4096);
+    if (n)
+        snprintf(path, size, "%s/checkpoint-%lld", dir, (long long)steps[n - 1]);
+    return n > 0;
+}
+
 int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train, tune_err *err)
 {
     (void)train;

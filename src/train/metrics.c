@@ -47,16 +47,25 @@ int metrics_open(FILE **out, const char *dir, int64_t keep_through, tune_err *er
 
 void metrics_write_step(FILE *f, const struct step_metrics *m)
 {
-    fprintf(f, "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,\"tokens\":%lld,"
-               "\"tokens_per_s\":%.1f}\n",
-            (long long)m->step, m->epoch, m->loss, m->lr, m->grad_norm, (long long)m->tokens,
-            m->seconds > 0 ? (double)m->tokens / m->seconds : 0.0);
+    /* JSON has no NaN: a skipped step's loss and norm are null. */
+    char loss[32] = "null", norm[32] = "null";
+    if (isfinite(m->loss) && isfinite(m->grad_norm)) {
+        snprintf(loss, sizeof loss, "%.17g", m->loss);
+        snprintf(norm, sizeof norm, "%.17g", m->grad_norm);
+    }
+    fprintf(f, "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"tokens\":%lld,"
+               "\"tokens_per_s\":%.1f%s}\n",
+            (long long)m->step, m->epoch, loss, m->lr, norm, (long long)m->tokens,
+            m->seconds > 0 ? (double)m->tokens / m->seconds : 0.0, *loss == 'n' ? ",\"skipped\":true" : "");
     fflush(f);
 }
 
 void metrics_write_eval(FILE *f, int64_t step, double eval_loss)
 {
-    fprintf(f, "{\"step\":%lld,\"eval_loss\":%.17g}\n", (long long)step, eval_loss);
+    if (isfinite(eval_loss))
+        fprintf(f, "{\"step\":%lld,\"eval_loss\":%.17g}\n", (long long)step, eval_loss);
+    else
+        fprintf(f, "{\"step\":%lld,\"eval_loss\":null}\n", (long long)step);
     fflush(f);
 }
 

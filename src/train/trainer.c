@@ -103,25 +103,28 @@ static int next_batch(struct trainer *t, struct batch_stream *s, struct llama_ba
     }
 }
 
-double evaluate_loss(struct llama *m, struct batch_stream *eval, tune_err *err)
+int evaluate_loss(struct llama *m, struct batch_stream *eval, double *mean, tune_err *err)
 {
     if (eval->seek(eval->ctx, 0, 0, err))
-        return NAN;
+        return -1;
     double sum = 0;
     int64_t count = 0;
     struct llama_batch b;
     int rc;
     while ((rc = eval->next(eval->ctx, &b, err)) > 0) {
         int64_t n = 0;
-        double loss = llama_step(m, &b, false, 0, 0, &n, err);
-        if (isnan(loss))
-            return NAN;
+        double loss;
+        if (llama_step(m, &b, false, 0, 0, &loss, &n, err))
+            return -1;
         sum += loss;
         count += n;
     }
     if (rc < 0)
-        return NAN;
-    return count ? sum / (double)count : NAN;
+        return -1;
+    if (!count)
+        return err_set(err, "the evaluation data has no labelled tokens");
+    *mean = sum / (double)count;
+    return 0;
 }
 
 static double now(void)
@@ -129,6 +132,18 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The error of a step whose loss or gradient is not finite: nothing of it
+ * was applied, and the user learns where to go back to. */
+static int nonfinite(const struct trainer *t, double loss, double norm, tune_err *err)
+{
+    char last[4200];
+    if (!trainer_last_checkpoint(t->cfg.output_dir, last, sizeof last))
+        snprintf(last, sizeof last, "none saved yet");
+    return err_set(err, "step %lld: the loss (%g) or gradient norm (%g) is not finite; nothing of this step was "
+                        "applied; last checkpoint: %s (--skip-nonfinite skips such steps)",
+                   (long long)t->step + 1, loss, norm, last);
 }
 
 /* One optimizer step over up to grad_accum micro-batches; 0 when the data
@@ -156,23 +171,29 @@ static int train_step(struct trainer *t, struct batch_stream *s, struct held_bat
     for (int64_t k = 0; k < n; k++) {
         int64_t counted;
         /* A batch with no labelled token still runs: its gradient is zero. */
-        double l = llama_step(t->m, &held[k].b, true, labels ? 1.0f / (float)labels : 0.0f,
-                              (uint64_t)(t->step * t->cfg.grad_accum + k), &counted, err);
-        if (isnan(l))
+        double l;
+        if (llama_step(t->m, &held[k].b, true, labels ? 1.0f / (float)labels : 0.0f,
+                       (uint64_t)(t->step * t->cfg.grad_accum + k), &l, &counted, err))
             return -1;
         loss += l;
     }
     struct backend *be = t->m->be;
     double norm = optim_grad_norm(be, &t->m->arena);
-    if (!isfinite(loss) || !isfinite(norm))
-        return err_set(err, "step %lld: the loss (%g) or gradient norm (%g) is not finite; nothing of this step "
-                            "was applied and the last checkpoint is intact",
-                       (long long)t->step + 1, loss, norm);
-    optim_clip(be, &t->m->arena, norm, t->cfg.max_grad_norm);
     double lr = schedule_lr(t->cfg.schedule, t->cfg.adamw.lr, t->step, t->cfg.warmup_steps, t->total_steps);
-    optim_adamw_step(be, &t->m->arena, &t->cfg.adamw, lr, t->step + 1);
-    if (t->m->rc.method == METHOD_FULL)
-        llama_refresh_weights(t->m);
+    if (!isfinite(loss) || !isfinite(norm)) {
+        if (!t->cfg.skip_nonfinite)
+            return nonfinite(t, loss, norm, err);
+        fprintf(stderr, "step %lld: the loss (%g) or gradient norm (%g) is not finite; skipped (--skip-nonfinite)\n",
+                (long long)t->step + 1, loss, norm);
+        t->skipped++;
+    } else {
+        optim_clip(be, &t->m->arena, norm, t->cfg.max_grad_norm);
+        optim_adamw_step(be, &t->m->arena, &t->cfg.adamw, lr, t->step + 1);
+        if (t->m->rc.method == METHOD_FULL)
+            llama_refresh_weights(t->m);
+    }
+    if (be->check && be->check(be, err))
+        return -1;
     t->step++;
     *out = (struct step_metrics){t->step, (double)t->epoch + (double)t->index / (double)(s->items_per_epoch ? s->items_per_epoch : 1),
                                  labels ? loss / (double)labels : NAN, lr, norm, tokens, now() - t0};
@@ -203,8 +224,8 @@ int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stre
         progress_update(&prog, &sm, t->cfg.logging_steps);
         bool last = t->step >= t->total_steps;
         if (eval && ((t->cfg.eval_steps && t->step % t->cfg.eval_steps == 0) || last)) {
-            double el = evaluate_loss(t->m, eval, err);
-            if (isnan(el)) {
+            double el;
+            if (evaluate_loss(t->m, eval, &el, err)) {
                 rc = -1;
                 break;
             }

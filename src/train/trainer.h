@@ -25,6 +25,7 @@ struct train_config {
     int64_t eval_steps;     /* 0: only at the end */
     int64_t save_steps;     /* 0: only the final adapter */
     int64_t save_total_limit; /* checkpoints kept, 0: all */
+    bool skip_nonfinite;    /* a step with a non-finite loss or gradient is skipped, not fatal */
     uint64_t seed;
     const char *output_dir;
     const char *base_model; /* recorded in the adapter's config */
@@ -52,6 +53,7 @@ struct trainer {
     int64_t step;            /* optimizer steps done */
     int64_t epoch, index;    /* data position of the next micro-batch (the stream's units) */
     int64_t total_steps;
+    int64_t skipped;         /* steps skipped for a non-finite loss (--skip-nonfinite) */
     FILE *metrics;           /* OUTPUT/metrics.jsonl */
     int lock_fd;             /* OUTPUT/.lock, held while this run writes there */
     double last_loss;
@@ -68,9 +70,9 @@ void trainer_free(struct trainer *t);
  * and writes the final adapter to OUTPUT/final. */
 int trainer_run(struct trainer *t, struct batch_stream *train, struct batch_stream *eval, tune_err *err);
 
-/* Mean loss of m over every labelled token of one pass of `eval`; NaN with
- * err set on failure. */
-double evaluate_loss(struct llama *m, struct batch_stream *eval, tune_err *err);
+/* Mean loss of m over every labelled token of one pass of `eval` (NaN if
+ * the model gives NaN); -1 with err set on failure or with no labelled token. */
+int evaluate_loss(struct llama *m, struct batch_stream *eval, double *mean, tune_err *err);
 
 /* Restores the state of OUTPUT/checkpoint-N into t (adapter, optimizer
  * states, step, data position); trainer_run then drops the metrics rows
@@ -85,5 +87,7 @@ int trainer_load_model(struct trainer *t, const char *dir, tune_err *err);
 /* Writes OUTPUT/checkpoint-<step> atomically (a temporary directory renamed
  * into place) and prunes the oldest beyond save_total_limit. */
 int trainer_save_checkpoint(struct trainer *t, const struct batch_stream *train, tune_err *err);
+/* The newest DIR/checkpoint-N into path; 0 when there is none. */
+int trainer_last_checkpoint(const char *dir, char *path, size_t size);
 
 #endif

@@ -89,8 +89,7 @@ static struct step run_step(const char *dir, const struct model_spec *spec, cons
         peft_load_adapter(&m, adapter, &err))
         die(dir, err.msg);
     llama_zero_grads(&m);
-    s.loss = llama_step(&m, b, true, loss_scale, 3, &s.counted, &err);
-    if (isnan(s.loss))
+    if (llama_step(&m, b, true, loss_scale, 3, &s.loss, &s.counted, &err))
         die(dir, err.msg);
     if (be != backend_cpu() && backend_cuda_check(be, &err))
         die(dir, err.msg);

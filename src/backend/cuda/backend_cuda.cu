@@ -213,3 +213,26 @@ extern "C" size_t backend_cuda_workspace_bytes(const struct backend *b)
     const struct cuda_backend *cb = (const struct cuda_backend *)b;
     return cb->lt_workspace_bytes + cb->convert_bytes + cb->reduce_bytes;
 }
+
+extern "C" int backend_cuda_device_count(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
+extern "C" void backend_cuda_device_info(const struct backend *b, char *name, size_t name_size, size_t *used,
+                                         size_t *total)
+{
+    const struct cuda_backend *cb = (const struct cuda_backend *)b;
+    cudaDeviceProp prop{};
+    size_t free_bytes = 0, all = 0;
+    if (cudaGetDeviceProperties(&prop, cb->device) != cudaSuccess || cudaMemGetInfo(&free_bytes, &all) != cudaSuccess)
+        (void)cudaGetLastError();
+    snprintf(name, name_size, "%s", prop.name);
+    *used = all - free_bytes;
+    *total = all;
+}

@@ -60,6 +60,11 @@ void backend_cuda_free(struct backend *b);
 int backend_cuda_check(struct backend *b, tune_err *err);
 /* Device bytes the backend holds beside what alloc hands out. */
 size_t backend_cuda_workspace_bytes(const struct backend *b);
+/* CUDA devices present; 0 when there is no driver or no GPU. */
+int backend_cuda_device_count(void);
+/* The backend's device: its name, and bytes in use by every process and in
+ * all (cudaMemGetInfo), for printing planned against what the device holds. */
+void backend_cuda_device_info(const struct backend *b, char *name, size_t name_size, size_t *used, size_t *total);
 
 #ifdef __cplusplus
 }
