@@ -181,7 +181,12 @@ $(BUILD)/cuda/tune: $(CUDA_CLI_OBJ) $(CUDA_LIB) $(LIB)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(LDFLAGS) $^ $(CUDA_LDLIBS) $(LDLIBS) -o $@
 
-cuda: $(CUDA_LIB) $(CUDA_TESTS) $(BUILD)/cuda/context_memory $(BUILD)/cuda/tune
+# The timed training step of bench/gpu/ (bench_gpu_train.py runs it beside transformers+PEFT).
+$(BUILD)/cuda/train_step: $(BUILD)/bench/gpu/train_step.o $(CUDA_LIB) $(LIB)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(CUDA_LDLIBS) $(LDLIBS) -o $@
+
+cuda: $(CUDA_LIB) $(CUDA_TESTS) $(BUILD)/cuda/context_memory $(BUILD)/cuda/tune $(BUILD)/cuda/train_step
 
 # Every CUDA op against the CPU op on random inputs; a non-zero exit on any failure.
 test-cuda: $(CUDA_TESTS)

@@ -6,10 +6,15 @@
 
 #include <stdint.h>
 
+/* The state advances by this odd constant per draw, so the state k draws
+ * ahead is state + k * RNG_GAMMA: a stream can be split among threads and
+ * still give the same numbers in the same places. */
+#define RNG_GAMMA 0x9e3779b97f4a7c15ULL
+
 /* Advances *state and returns the next 64 random bits. */
 static inline uint64_t rng_next(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    uint64_t z = (*state += RNG_GAMMA);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);

@@ -233,15 +233,23 @@ void llama_zero_grads(struct llama *m)
     }
 }
 
-/* Fills t (fp32 on the host, then uploaded) from gen. */
-static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)(uint64_t *, double), double arg)
+/* Fills t (fp32 on the host, then uploaded) from gen, which takes `draws`
+ * numbers of the stream per element: element i starts i * draws draws in,
+ * so the threads split the work and the values are those of one loop. */
+static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)(uint64_t *, double), int draws,
+                 double arg)
 {
     int64_t n = tensor_numel(t);
     float *host = malloc(sizeof(float) * (size_t)n);
     if (!host)
         abort(); /* init-time and small next to the tensors themselves */
-    for (int64_t i = 0; i < n; i++)
-        host[i] = (float)gen(rng, arg);
+    const uint64_t base = *rng, per = (uint64_t)draws * RNG_GAMMA;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t s = base + (uint64_t)i * per;
+        host[i] = (float)gen(&s, arg);
+    }
+    *rng = base + (uint64_t)n * per;
     void *out = host;
     if (t->dtype != DTYPE_F32) { /* converted on the host: the device holds nothing beyond the plan */
         if (!(out = malloc((size_t)dtype_bytes(t->dtype, n))))
@@ -267,20 +275,20 @@ static double gen_const(uint64_t *s, double v) { (void)s; return v; }
 void llama_init_random(struct llama *m, uint64_t seed)
 {
     uint64_t rng = seed;
-    fill(m, &m->embed, &rng, gen_normal, 0.02);
-    fill(m, &m->norm, &rng, gen_const, 1.0);
+    fill(m, &m->embed, &rng, gen_normal, 2, 0.02);
+    fill(m, &m->norm, &rng, gen_const, 0, 1.0);
     if (!m->spec->tie_embeddings)
-        fill(m, &m->head, &rng, gen_normal, 0.02);
+        fill(m, &m->head, &rng, gen_normal, 2, 0.02);
     for (int64_t l = 0; l < m->spec->layers; l++) {
         struct llama_layer *ly = &m->layers[l];
         for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
             if (ly->w[i].data)
-                fill(m, &ly->w[i], &rng, gen_normal, 0.02);
+                fill(m, &ly->w[i], &rng, gen_normal, 2, 0.02);
             if (ly->bias[i].data)
-                fill(m, &ly->bias[i], &rng, gen_const, 0.0);
+                fill(m, &ly->bias[i], &rng, gen_const, 0, 0.0);
         }
-        fill(m, &ly->ln_attn, &rng, gen_const, 1.0);
-        fill(m, &ly->ln_mlp, &rng, gen_const, 1.0);
+        fill(m, &ly->ln_attn, &rng, gen_const, 0, 1.0);
+        fill(m, &ly->ln_mlp, &rng, gen_const, 0, 1.0);
     }
     llama_init_masters(m);
 }
@@ -294,7 +302,7 @@ void llama_init_lora(struct llama *m)
             if (!lo->on)
                 continue;
             /* kaiming_uniform_(a=sqrt(5)): gain sqrt(1/3) x sqrt(3 / fan_in) = 1 / sqrt(fan_in). */
-            fill(m, &lo->A, &rng, gen_uniform, 1.0 / sqrt((double)lo->A.shape[1]));
+            fill(m, &lo->A, &rng, gen_uniform, 1, 1.0 / sqrt((double)lo->A.shape[1]));
             m->be->zero(m->be, &lo->B);
         }
 }

@@ -656,6 +656,7 @@ static void test_attention(void)
         {B, 8, 8, 64, 0, false, 1, {0, 333}},
         {B, 16, 4, 64, 64, true, 4, {0, 100, 230, 231, 300}},
         {B, 8, 2, 128, 0, false, 2, {0, 700, 1024}},
+        {B, 8, 1, 64, 128, true, 3, {0, 300, 301, 777}}, /* gpt-oss: sliding window 128, head dim 64 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         test_attention_case(&cases[i]);

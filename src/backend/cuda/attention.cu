@@ -7,8 +7,10 @@
  * denominator with a value of zero; lse [H, T] keeps each row's
  * log-sum-exp, sinks included.
  *
- * First version, simple and deterministic rather than fast: scalar fp32 dot
- * products (no tensor cores), one thread per row for the softmax update.
+ * The general path, simple and deterministic rather than fast: scalar fp32
+ * dot products, one thread per row for the softmax update. bf16 tensors of
+ * head dim 64 or 128 (every Llama and gpt-oss) take attention_mma.cu's
+ * tensor-core kernels instead; this path serves the rest and decoding.
  * Measured on an H200 (T = 2048, H = 32, KV = 8, D = 128, causal, bf16):
  * forward 9.9 ms (3.5 TFLOP/s), backward 49 ms (1.8 TFLOP/s), against
  * cuBLASLt's 708 TFLOP/s on a 4096^3 bf16 GEMM: wgmma tiles are the next step.
@@ -22,50 +24,12 @@
  * so the key tile's columns fall in distinct banks. */
 #include <limits.h>
 
-#include "backend/cuda/cuda_ops.cuh"
+#include "backend/cuda/attention.cuh"
 
 #define ATT_BQ 16       /* queries per tile */
 #define ATT_BK 32       /* keys per tile */
 #define ATT_THREADS 128
 #define ATT_MAX_D 256   /* head dims up to this fit the shared memory of sm_90 */
-
-/* The sequence holding token t: the last s with starts[s] <= t. */
-static __device__ int64_t seq_of(const int32_t *starts, int64_t S, int64_t t)
-{
-    int64_t lo = 0, hi = S - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi + 1) / 2;
-        if (starts[mid] <= t)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    return lo;
-}
-
-/* First key seen by query i (the last is i itself); nondecreasing in i.
- * Without starts (a KV cache) one sequence begins at 0. */
-static __device__ int64_t first_key(const int32_t *starts, int64_t S, int64_t window, int64_t i)
-{
-    int64_t start = starts ? starts[seq_of(starts, S, i)] : 0;
-    return window > 0 && i - window + 1 > start ? i - window + 1 : start;
-}
-
-/* One past the last query that sees key j (the first is j itself); nondecreasing in j. */
-static __device__ int64_t end_query(const int32_t *starts, int64_t S, int64_t window, int64_t j)
-{
-    int64_t end = starts[seq_of(starts, S, j) + 1];
-    return window > 0 && j + window < end ? j + window : end;
-}
-
-/* Sizes of one call. Query row r of q sits at key index pos0 + r: 0 in
- * training, where q, k and v have the same T rows; the cache length before
- * the new tokens when decoding. */
-struct att_dims {
-    int64_t T, H, KV, D, group, S, window;
-    float scale;
-    int64_t pos0;
-};
 
 /* ---- forward ---- */
 
@@ -191,6 +155,10 @@ extern "C" void cuda_attention(struct backend *b, struct tensor *out, struct ten
     assert(lse->dtype == DTYPE_F32 && tensor_numel(lse) == d.H * d.T);
     if (d.T == 0 || d.H == 0)
         return;
+    bool bf16 = out->dtype == DTYPE_BF16 && q->dtype == DTYPE_BF16 && k->dtype == DTYPE_BF16 && v->dtype == DTYPE_BF16;
+    if (attention_mma_forward(cb, out->data, (float *)lse->data, q->data, k->data, v->data, sinks ? sinks->data : NULL,
+                              sinks ? sinks->dtype : DTYPE_F32, sl->starts, &d, bf16))
+        return;
     size_t smem = fwd_smem(d.D);
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)((d.T + ATT_BQ - 1) / ATT_BQ), (unsigned)d.H);
@@ -225,16 +193,6 @@ extern "C" void cuda_attention_cached(struct backend *b, struct tensor *out, con
 }
 
 /* ---- backward ---- */
-
-/* Tensors of the backward kernels, with their dtypes. */
-struct att_bwd_args {
-    void *dq, *dk, *dv;
-    int dq_dtype, dk_dtype, dv_dtype;
-    const void *dout, *q, *k, *v, *out;
-    int dout_dtype, q_dtype, k_dtype, v_dtype, out_dtype;
-    const float *lse; /* [H, T] */
-    const int32_t *starts;
-};
 
 static size_t dq_smem(int64_t D)
 {
@@ -448,14 +406,20 @@ extern "C" void cuda_attention_backward(struct backend *b, struct tensor *dq, st
                              dv->dtype,  dout->data,  q->data,     k->data,     v->data,
                              out->data,  dout->dtype, q->dtype,    k->dtype,    v->dtype,
                              out->dtype, (const float *)lse->data, sl->starts};
-    size_t smem = dq_smem(D);
-    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid_q((unsigned)((T + ATT_BQ - 1) / ATT_BQ), (unsigned)H);
-    CUDA_LAUNCH(cb, attention_dq_kernel, grid_q, ATT_THREADS, smem, a, d);
-    smem = dkdv_smem(D);
-    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid_k((unsigned)((T + ATT_BK - 1) / ATT_BK), (unsigned)KV);
-    CUDA_LAUNCH(cb, attention_dkdv_kernel, grid_k, ATT_THREADS, smem, a, d);
+    bool bf16 = true;
+    for (enum dtype t : {dq->dtype, dk->dtype, dv->dtype, dout->dtype, q->dtype, k->dtype, v->dtype, out->dtype})
+        bf16 = bf16 && t == DTYPE_BF16;
+    if (!attention_mma_backward(cb, &a, &d, bf16)) {
+        size_t smem = dq_smem(D);
+        CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        dim3 grid_q((unsigned)((T + ATT_BQ - 1) / ATT_BQ), (unsigned)H);
+        CUDA_LAUNCH(cb, attention_dq_kernel, grid_q, ATT_THREADS, smem, a, d);
+        smem = dkdv_smem(D);
+        CUDA_CHECK(cb,
+                   cudaFuncSetAttribute(attention_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        dim3 grid_k((unsigned)((T + ATT_BK - 1) / ATT_BK), (unsigned)KV);
+        CUDA_LAUNCH(cb, attention_dkdv_kernel, grid_k, ATT_THREADS, smem, a, d);
+    }
     if (!dsinks || !sinks)
         return;
     assert(cuda_is_float(dsinks->dtype) && tensor_numel(dsinks) == H);

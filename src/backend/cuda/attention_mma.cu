@@ -1,0 +1,438 @@
+/* Attention on tensor cores: bf16 q, k, v (and out, dout, dq, dk, dv), head
+ * dims 64 and 128, fp32 accumulation through mma.sync m16n8k16 (the Ampere
+ * instruction, which Hopper runs too; wgmma would be the next step), in the
+ * flash-attention-2 arrangement:
+ *  - forward: a block is 64 queries of one head, 16 per warp; key tiles of 64
+ *    pass through shared memory; scores, the online softmax (base 2) and the
+ *    output accumulator stay in registers, the probabilities turned into the
+ *    A operand of P V without leaving them;
+ *  - backward: two kernels, as attention.cu's, so that no element is added to
+ *    by two blocks (deterministic, no atomics): dq by 64-query blocks over
+ *    their keys, dk and dv by 64-key blocks over every query of the kv
+ *    group's heads that sees them, in tiles of 32 queries (the accumulators
+ *    of dk and dv fill the registers). D_i = dout_i . out_i is recomputed
+ *    per tile rather than stored.
+ * Semantics are attention.cu's (the masks, GQA, windows, sinks in the
+ * denominator, lse [H, T] in natural log); its dsinks kernel runs after these.
+ * Shared rows are padded by 8 bf16 (16 bytes) so that the fragment loads of
+ * a warp fall in distinct banks. */
+#include <stdint.h>
+
+#include "backend/cuda/attention.cuh"
+
+#define MMA_THREADS 128 /* 4 warps */
+#define TILE 64         /* queries per forward and dq block, keys per tile and per dk/dv block */
+#define DKDV_BQ 32      /* queries per tile of the dk/dv kernel */
+#define PAD 8
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+typedef __nv_bfloat16 bf16;
+
+static __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Two floats as one register of two bf16, the first in the low half. */
+static __device__ __forceinline__ uint32_t pack2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+/* Two adjacent bf16 of a row as one register. */
+static __device__ __forceinline__ uint32_t ld2(const bf16 *p) { return *(const uint32_t *)p; }
+
+/* The bf16 at p and at p + stride (two rows, one column) as one register. */
+static __device__ __forceinline__ uint32_t ld2_col(const bf16 *p, int stride)
+{
+    return (uint32_t)*(const uint16_t *)p | ((uint32_t)*(const uint16_t *)(p + stride) << 16);
+}
+
+/* Rows [0, rows) of a [rows][D] tile whose row r is src + r * stride, into
+ * dst [rows][D + PAD]; rows from `valid` on are zeros. 16-byte copies. */
+template <int D>
+static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t stride, int rows, int valid)
+{
+    constexpr int V = D / 8;
+    for (int e = threadIdx.x; e < rows * V; e += MMA_THREADS) {
+        int r = e / V, c = e % V;
+        uint4 x = make_uint4(0, 0, 0, 0);
+        if (r < valid)
+            x = *(const uint4 *)(src + (int64_t)r * stride + c * 8);
+        *(uint4 *)(dst + r * (D + PAD) + c * 8) = x;
+    }
+}
+
+/* The A fragment (16 rows from row0, 16 columns from col0) of a [.][D + PAD] tile. */
+template <int D>
+static __device__ __forceinline__ void frag_a(uint32_t a[4], const bf16 *tile, int row0, int col0)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const bf16 *p = tile + (row0 + g) * (D + PAD) + col0 + 2 * t;
+    a[0] = ld2(p);
+    a[1] = ld2(p + 8 * (D + PAD));
+    a[2] = ld2(p + 8);
+    a[3] = ld2(p + 8 * (D + PAD) + 8);
+}
+
+/* Sum over the four threads of a quad (the threads holding one row). */
+static __device__ __forceinline__ float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+static __device__ __forceinline__ float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+/* dout_i . out_i for rows [0, rows) of a tile (dO in shared memory, out in
+ * global), one warp per row at a time, into delta[]. */
+template <int D>
+static __device__ __forceinline__ void tile_delta(float *delta, const bf16 *dOs, const bf16 *out, int64_t stride,
+                                                  int rows, int valid)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int r = warp; r < rows; r += MMA_THREADS / 32) {
+        float s = 0;
+        if (r < valid)
+            for (int x = lane; x < D; x += 32)
+                s += __bfloat162float(dOs[r * (D + PAD) + x]) * __bfloat162float(out[(int64_t)r * stride + x]);
+        for (int o = 16; o > 0; o /= 2)
+            s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0)
+            delta[r] = s;
+    }
+}
+
+/* ---- forward ---- */
+
+template <int D>
+static __global__ void __launch_bounds__(MMA_THREADS)
+    attention_fwd_mma(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const void *sinks,
+                      int sinks_dtype, const int32_t *starts, struct att_dims d)
+{
+    constexpr int LD = D + PAD, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + TILE * LD, *Vs = Ks + TILE * LD;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
+    const int64_t T = d.T, i0 = (int64_t)blockIdx.x * TILE, h = blockIdx.y, g = h / d.group;
+    const int rows = (int)min((int64_t)TILE, T - i0);
+
+    load_tile<D>(Qs, q + (i0 * d.H + h) * D, d.H * D, TILE, rows);
+    /* This thread's rows: i[0] and i[1] = i[0] + 8, with their first keys. */
+    int64_t i[2], f[2];
+    for (int r = 0; r < 2; r++) {
+        i[r] = i0 + warp * 16 + gr + 8 * r;
+        f[r] = i[r] < T ? first_key(starts, d.S, d.window, i[r]) : INT64_MAX;
+    }
+    const float sink = sinks ? cuda_load(sinks, sinks_dtype, h) * LOG2E : -INFINITY, sl2 = d.scale * LOG2E;
+    float m[2] = {sink, sink}, l[2] = {0, 0}, o[DT][4];
+    for (int n = 0; n < DT; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
+
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
+    for (int64_t j0 = first_key(starts, d.S, d.window, i0); j0 < kend; j0 += TILE) {
+        __syncthreads(); /* the previous tile is consumed */
+        const int valid = (int)min((int64_t)TILE, kend - j0);
+        load_tile<D>(Ks, k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
+        load_tile<D>(Vs, v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
+        __syncthreads();
+        if (warp_last < j0)
+            continue; /* every key of the tile is after this warp's rows */
+        float s[8][4];
+        for (int n = 0; n < 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
+        for (int kc = 0; kc < D / 16; kc++) {
+            uint32_t a[4];
+            frag_a<D>(a, Qs, warp * 16, kc * 16);
+            for (int n = 0; n < 8; n++) {
+                const bf16 *p = Ks + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
+                mma16816(s[n], a, ld2(p), ld2(p + 8));
+            }
+        }
+        float mx[2] = {m[0], m[1]};
+        for (int n = 0; n < 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int r = e / 2;
+                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
+                s[n][e] = j >= f[r] && j <= i[r] ? s[n][e] * sl2 : -INFINITY;
+                mx[r] = fmaxf(mx[r], s[n][e]);
+            }
+        float alpha[2];
+        for (int r = 0; r < 2; r++) {
+            mx[r] = quad_max(mx[r]);
+            alpha[r] = mx[r] == -INFINITY ? 1.0f : exp2f(m[r] - mx[r]);
+            m[r] = mx[r];
+            l[r] *= alpha[r];
+        }
+        for (int n = 0; n < 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int r = e / 2;
+                float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
+                s[n][e] = p;
+                l[r] += p;
+            }
+        for (int n = 0; n < DT; n++) {
+            o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+        }
+        for (int kc = 0; kc < TILE / 16; kc++) {
+            uint32_t a[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
+                             pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+            for (int n = 0; n < DT; n++) {
+                const bf16 *p = Vs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
+                mma16816(o[n], a, ld2_col(p, LD), ld2_col(p + 8 * LD, LD));
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++) {
+        if (i[r] >= T)
+            continue;
+        float L = quad_sum(l[r]) + (sinks ? exp2f(sink - m[r]) : 0.0f), inv = 1.0f / L;
+        bf16 *row = out + (i[r] * d.H + h) * D + 2 * t4;
+        for (int n = 0; n < DT; n++)
+            *(uint32_t *)(row + n * 8) = pack2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        if (t4 == 0)
+            lse[h * T + i[r]] = (m[r] + log2f(L)) * LN2;
+    }
+}
+
+/* ---- backward: dq ---- */
+
+template <int D>
+static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct att_bwd_args a, struct att_dims d)
+{
+    constexpr int LD = D + PAD, DT = D / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD, *Vs = Ks + TILE * LD;
+    float *delta = (float *)(Vs + TILE * LD), *lse2 = delta + TILE;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
+    const int64_t T = d.T, H = d.H, i0 = (int64_t)blockIdx.x * TILE, h = blockIdx.y, g = h / d.group;
+    const int rows = (int)min((int64_t)TILE, T - i0);
+    const int64_t at = (i0 * H + h) * D;
+
+    load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, TILE, rows);
+    load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, TILE, rows);
+    for (int r = threadIdx.x; r < TILE; r += MMA_THREADS)
+        lse2[r] = r < rows ? a.lse[h * T + i0 + r] * LOG2E : 0.0f;
+    __syncthreads();
+    tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, TILE, rows);
+    int64_t i[2], f[2];
+    for (int r = 0; r < 2; r++) {
+        i[r] = i0 + warp * 16 + gr + 8 * r;
+        f[r] = i[r] < T ? first_key(a.starts, d.S, d.window, i[r]) : INT64_MAX;
+    }
+    __syncthreads();
+    const float sl2 = d.scale * LOG2E;
+    const int ra = warp * 16 + gr;
+    const float la[2] = {lse2[ra], lse2[ra + 8]}, da[2] = {delta[ra], delta[ra + 8]};
+    float dq[DT][4];
+    for (int n = 0; n < DT; n++)
+        dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0;
+
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
+    for (int64_t j0 = first_key(a.starts, d.S, d.window, i0); j0 < kend; j0 += TILE) {
+        __syncthreads();
+        const int valid = (int)min((int64_t)TILE, kend - j0);
+        load_tile<D>(Ks, (const bf16 *)a.k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
+        load_tile<D>(Vs, (const bf16 *)a.v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
+        __syncthreads();
+        if (warp_last < j0)
+            continue;
+        float s[8][4], dp[8][4];
+        for (int n = 0; n < 8; n++)
+            for (int e = 0; e < 4; e++)
+                s[n][e] = dp[n][e] = 0;
+        for (int kc = 0; kc < D / 16; kc++) {
+            uint32_t fq[4], fo[4];
+            frag_a<D>(fq, Qs, warp * 16, kc * 16);
+            frag_a<D>(fo, dOs, warp * 16, kc * 16);
+            for (int n = 0; n < 8; n++) {
+                const bf16 *pk = Ks + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
+                const bf16 *pv = Vs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
+                mma16816(s[n], fq, ld2(pk), ld2(pk + 8));
+                mma16816(dp[n], fo, ld2(pv), ld2(pv + 8));
+            }
+        }
+        for (int n = 0; n < 8; n++)
+            for (int e = 0; e < 4; e++) {
+                int r = e / 2;
+                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
+                float p = j >= f[r] && j <= i[r] ? exp2f(s[n][e] * sl2 - la[r]) : 0.0f;
+                s[n][e] = p * (dp[n][e] - da[r]); /* dS */
+            }
+        for (int kc = 0; kc < TILE / 16; kc++) {
+            uint32_t fs[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
+                              pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+            for (int n = 0; n < DT; n++) {
+                const bf16 *p = Ks + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
+                mma16816(dq[n], fs, ld2_col(p, LD), ld2_col(p + 8 * LD, LD));
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++) {
+        if (i[r] >= T)
+            continue;
+        bf16 *row = (bf16 *)a.dq + (i[r] * H + h) * D + 2 * t4;
+        for (int n = 0; n < DT; n++)
+            *(uint32_t *)(row + n * 8) = pack2(dq[n][2 * r] * d.scale, dq[n][2 * r + 1] * d.scale);
+    }
+}
+
+/* ---- backward: dk, dv ---- */
+
+template <int D>
+static __global__ void __launch_bounds__(MMA_THREADS) attention_dkdv_mma(struct att_bwd_args a, struct att_dims d)
+{
+    constexpr int LD = D + PAD, DT = D / 8, NQ = DKDV_BQ / 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD, *dOs = Qs + DKDV_BQ * LD;
+    float *delta = (float *)(dOs + DKDV_BQ * LD), *lse2 = delta + DKDV_BQ;
+    int64_t *fq = (int64_t *)(lse2 + DKDV_BQ);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
+    const int64_t T = d.T, H = d.H, k0 = (int64_t)blockIdx.x * TILE, g = blockIdx.y;
+    const int keys = (int)min((int64_t)TILE, T - k0);
+
+    load_tile<D>(Ks, (const bf16 *)a.k + (k0 * d.KV + g) * D, d.KV * D, TILE, keys);
+    load_tile<D>(Vs, (const bf16 *)a.v + (k0 * d.KV + g) * D, d.KV * D, TILE, keys);
+    const int64_t j[2] = {k0 + warp * 16 + gr, k0 + warp * 16 + gr + 8}, warp_first = k0 + warp * 16;
+    const int64_t qend = end_query(a.starts, d.S, d.window, k0 + keys - 1);
+    const float sl2 = d.scale * LOG2E;
+    float dk[DT][4], dv[DT][4];
+    for (int n = 0; n < DT; n++)
+        for (int e = 0; e < 4; e++)
+            dk[n][e] = dv[n][e] = 0;
+
+    for (int64_t hh = 0; hh < d.group; hh++) {
+        const int64_t h = g * d.group + hh;
+        for (int64_t i0 = k0; i0 < qend; i0 += DKDV_BQ) {
+            const int nq = (int)min((int64_t)DKDV_BQ, qend - i0);
+            const int64_t at = (i0 * H + h) * D;
+            __syncthreads();
+            load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, DKDV_BQ, nq);
+            load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, DKDV_BQ, nq);
+            for (int r = threadIdx.x; r < DKDV_BQ; r += MMA_THREADS) {
+                lse2[r] = r < nq ? a.lse[h * T + i0 + r] * LOG2E : 0.0f;
+                fq[r] = r < nq ? first_key(a.starts, d.S, d.window, i0 + r) : INT64_MAX;
+            }
+            __syncthreads();
+            tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, DKDV_BQ, nq);
+            __syncthreads();
+            if (warp_first > i0 + nq - 1)
+                continue; /* this warp's keys come after every query of the tile */
+            float s[NQ][4], dp[NQ][4];
+            for (int n = 0; n < NQ; n++)
+                for (int e = 0; e < 4; e++)
+                    s[n][e] = dp[n][e] = 0;
+            for (int kc = 0; kc < D / 16; kc++) {
+                uint32_t fk[4], fv[4];
+                frag_a<D>(fk, Ks, warp * 16, kc * 16);
+                frag_a<D>(fv, Vs, warp * 16, kc * 16);
+                for (int n = 0; n < NQ; n++) {
+                    const bf16 *pq = Qs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
+                    const bf16 *po = dOs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
+                    mma16816(s[n], fk, ld2(pq), ld2(pq + 8));
+                    mma16816(dp[n], fv, ld2(po), ld2(po + 8));
+                }
+            }
+            for (int n = 0; n < NQ; n++)
+                for (int e = 0; e < 4; e++) {
+                    int c = n * 8 + 2 * t4 + (e & 1);
+                    int64_t key = j[e / 2], i = i0 + c;
+                    bool ok = c < nq && key < T && key <= i && key >= fq[c];
+                    float p = ok ? exp2f(s[n][e] * sl2 - lse2[c]) : 0.0f;
+                    s[n][e] = p;
+                    dp[n][e] = p * (dp[n][e] - delta[c]); /* dS */
+                }
+            for (int kc = 0; kc < DKDV_BQ / 16; kc++) {
+                uint32_t fp[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
+                                  pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                uint32_t fs[4] = {pack2(dp[2 * kc][0], dp[2 * kc][1]), pack2(dp[2 * kc][2], dp[2 * kc][3]),
+                                  pack2(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
+                                  pack2(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+                for (int n = 0; n < DT; n++) {
+                    const bf16 *po = dOs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
+                    const bf16 *pq = Qs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
+                    mma16816(dv[n], fp, ld2_col(po, LD), ld2_col(po + 8 * LD, LD));
+                    mma16816(dk[n], fs, ld2_col(pq, LD), ld2_col(pq + 8 * LD, LD));
+                }
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++) {
+        if (j[r] >= T)
+            continue;
+        int64_t at = (j[r] * d.KV + g) * D + 2 * t4;
+        for (int n = 0; n < DT; n++) {
+            *(uint32_t *)((bf16 *)a.dk + at + n * 8) = pack2(dk[n][2 * r] * d.scale, dk[n][2 * r + 1] * d.scale);
+            *(uint32_t *)((bf16 *)a.dv + at + n * 8) = pack2(dv[n][2 * r], dv[n][2 * r + 1]);
+        }
+    }
+}
+
+/* ---- launches ---- */
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+template <int D>
+static void launch_forward(struct cuda_backend *cb, void *out, float *lse, const void *q, const void *k,
+                           const void *v, const void *sinks, int sinks_dtype, const int32_t *starts,
+                           const struct att_dims *d)
+{
+    size_t smem = sizeof(bf16) * 3 * TILE * (D + PAD);
+    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_fwd_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->H);
+    CUDA_LAUNCH(cb, attention_fwd_mma<D>, grid, MMA_THREADS, smem, (bf16 *)out, lse, (const bf16 *)q,
+                (const bf16 *)k, (const bf16 *)v, sinks, sinks_dtype, starts, *d);
+}
+
+bool attention_mma_forward(struct cuda_backend *cb, void *out, float *lse, const void *q, const void *k, const void *v,
+                           const void *sinks, int sinks_dtype, const int32_t *starts, const struct att_dims *d,
+                           bool all_bf16)
+{
+    if (!all_bf16 || !lse || !starts || d->pos0 != 0 || (d->D != 64 && d->D != 128) || !aligned16(out) ||
+        !aligned16(q) || !aligned16(k) || !aligned16(v))
+        return false;
+    if (d->D == 64)
+        launch_forward<64>(cb, out, lse, q, k, v, sinks, sinks_dtype, starts, d);
+    else
+        launch_forward<128>(cb, out, lse, q, k, v, sinks, sinks_dtype, starts, d);
+    return true;
+}
+
+template <int D>
+static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d)
+{
+    size_t smem = sizeof(bf16) * 4 * TILE * (D + PAD) + sizeof(float) * 2 * TILE;
+    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid_q((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->H);
+    CUDA_LAUNCH(cb, attention_dq_mma<D>, grid_q, MMA_THREADS, smem, *a, *d);
+    smem = sizeof(bf16) * (2 * TILE + 2 * DKDV_BQ) * (D + PAD) + (2 * sizeof(float) + sizeof(int64_t)) * DKDV_BQ;
+    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dkdv_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid_k((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->KV);
+    CUDA_LAUNCH(cb, attention_dkdv_mma<D>, grid_k, MMA_THREADS, smem, *a, *d);
+}
+
+bool attention_mma_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d,
+                            bool all_bf16)
+{
+    if (!all_bf16 || !a->starts || d->pos0 != 0 || (d->D != 64 && d->D != 128))
+        return false;
+    const void *p[] = {a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->out};
+    for (const void *x : p)
+        if (!aligned16(x))
+            return false;
+    if (d->D == 64)
+        launch_backward<64>(cb, a, d);
+    else
+        launch_backward<128>(cb, a, d);
+    return true;
+}
