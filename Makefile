@@ -10,7 +10,7 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-truncation
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -fopenmp -Isrc -MMD -MP
-LDLIBS  += -lcjson -lpcre2-8 -lopenblas -lyaml -lm
+LDLIBS  += -lcjson -lpcre2-8 -lutf8proc -lopenblas -lyaml -lm
 LDFLAGS += -fopenmp
 
 ifeq ($(CI),true)
@@ -101,7 +101,7 @@ $(BUILD)/fuzz/libtune_fuzz.a: $(FUZZ_LIB_OBJ)
 
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/tests/fuzz/fuzz_%.o $(BUILD)/fuzz/libtune_fuzz.a
 	@echo "  LINK  $@"
-	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -lcjson -lpcre2-8 -lm -o $@
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $^ -lcjson -lpcre2-8 -lutf8proc -lm -o $@
 
 fuzz: $(FUZZ_NAMES:%=fuzz-run-%)
 fuzz-run-%: $(BUILD)/fuzz/%

@@ -1,7 +1,8 @@
 /* Chat formats: every conversation of tests/fixtures/chat/<format>.json renders byte for
  * byte as the model's chat template renders it through jinja2/transformers
  * (tools/ref/make_chat_fixtures.py), with exactly the loss spans the fixture lists (found
- * there by string search, independently of the C renderers); bad messages fail with errors
+ * there by string search, independently of the C renderers); harmony conversations, tokenized
+ * with o200k_harmony, give the token ids openai-harmony renders; bad messages fail with errors
  * that name the message and field. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,13 @@
 
 #include "io/json.h"
 #include "text/chat.h"
+#include "text/tokenizer.h"
 
-/* Renders one fixture case and compares; prints where the text first differs. */
-static void check_case(enum chat_format format, const cJSON *c)
+/* Renders one fixture case with its options into *t. */
+static void render_case(enum chat_format format, const cJSON *c, struct chat_text *t)
 {
     tune_err err = {{0}};
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
-    const char *want = cJSON_GetObjectItem(c, "text")->valuestring;
     const cJSON *o = cJSON_GetObjectItem(c, "options");
     struct chat_options opt = {0};
     const cJSON *v;
@@ -34,10 +35,19 @@ static void check_case(enum chat_format format, const cJSON *c)
         opt.model_identity = v->valuestring;
 
     struct chat_messages msgs;
-    struct chat_text t;
     if (chat_messages_from_json(cJSON_GetObjectItem(c, "messages"), &msgs, &err) ||
-        chat_render(format, msgs.items, msgs.count, &opt, &t, &err))
+        chat_render(format, msgs.items, msgs.count, &opt, t, &err))
         fail_msg("%s/%s: %s", chat_format_name(format), name, err.msg);
+    chat_messages_free(&msgs);
+}
+
+/* Renders one fixture case and compares; prints where the text first differs. */
+static void check_case(enum chat_format format, const cJSON *c)
+{
+    const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+    const char *want = cJSON_GetObjectItem(c, "text")->valuestring;
+    struct chat_text t;
+    render_case(format, c, &t);
 
     size_t n = strlen(want), at = 0;
     while (at < n && at < t.len && want[at] == t.text[at])
@@ -61,7 +71,6 @@ static void check_case(enum chat_format format, const cJSON *c)
                      t.text + t.spans[k].start);
     }
     chat_text_free(&t);
-    chat_messages_free(&msgs);
 }
 
 static void check_fixture(const char *file, enum chat_format format)
@@ -105,6 +114,57 @@ static void test_mistral_fixtures(void **state)
     check_fixture("tests/fixtures/chat/mistral.json", CHAT_FORMAT_MISTRAL);
 }
 
+/* Every harmony conversation rendered and tokenized with o200k_harmony (the rank file
+ * through tok_load_tiktoken, and the tokenizer.json transformers' converter makes of it)
+ * gives the ids openai-harmony's render_conversation_for_training gives ("harmony_ids"; the
+ * fixture's o200k_harmony subset holds every token these texts need). */
+static void test_harmony_ids(void **state)
+{
+    (void)state;
+    tune_err err = {{0}};
+    struct tokenizer *toks[2];
+    if (tok_load_tiktoken(&toks[0], "tests/fixtures/tokenizer/o200k_harmony.tiktoken",
+                          "o200k_harmony", &err) ||
+        tok_load(&toks[1], "tests/fixtures/tokenizer/o200k_harmony_hf.tokenizer.json", &err))
+        fail_msg("%s", err.msg);
+    cJSON *doc = json_load_file("tests/fixtures/chat/harmony.json", 1 << 22, &err);
+    if (!doc)
+        fail_msg("%s", err.msg);
+    struct tok_ids ids = {0};
+    int cases = 0, compared = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(doc, "cases")->child; c; c = c->next, cases++) {
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        const cJSON *want = cJSON_GetObjectItem(c, "harmony_ids");
+        if (!want)
+            fail_msg("harmony/%s: no harmony_ids (make_chat_fixtures.py without openai-harmony?)",
+                     name);
+        struct chat_text t;
+        render_case(CHAT_FORMAT_HARMONY, c, &t);
+        for (int k = 0; k < 2; k++) {
+            ids.n = 0;
+            if (tok_encode(toks[k], t.text, t.len, 0, &ids, &err) != 0)
+                fail_msg("harmony/%s: %s", name, err.msg);
+            size_t i = 0;
+            const cJSON *v = want->child;
+            while (v && i < ids.n && (int32_t)v->valuedouble == ids.v[i])
+                v = v->next, i++;
+            if (v || i != ids.n)
+                fail_msg("harmony/%s (%s): ids differ from openai-harmony's at token %zu of %d "
+                         "(got %d, want %d)", name, k ? "tokenizer.json" : "tiktoken", i,
+                         cJSON_GetArraySize(want), i < ids.n ? (int)ids.v[i] : -1,
+                         v ? (int)v->valuedouble : -1);
+        }
+        compared++;
+        chat_text_free(&t);
+    }
+    printf("harmony: %d of %d conversations give openai-harmony's ids\n", compared, cases);
+    assert_true(cases >= 10);
+    tok_ids_free(&ids);
+    cJSON_Delete(doc);
+    tok_free(toks[0]);
+    tok_free(toks[1]);
+}
+
 /* Renders messages given as JSON text; returns the status and leaves the error in *err. */
 static int render_json(enum chat_format format, const char *json,
                        const struct chat_options *opt, struct chat_text *t, tune_err *err)
@@ -141,6 +201,12 @@ static void test_bad_messages(void **state)
     expect_error(C, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"},"
                     "{\"role\":\"bot\",\"content\":\"c\"}]",
                  "messages[2].role: unknown role 'bot'");
+    /* Quoted input stays on one line and short enough for the rest of the message. */
+    expect_error(C, "[{\"role\":\"a\\nb\\u0001\",\"content\":\"c\"}]",
+                 "messages[0].role: unknown role 'a\\nb\\x01' (want system");
+    char long_role[600];
+    snprintf(long_role, sizeof long_role, "[{\"role\":\"%0300d\",\"content\":\"c\"}]", 0);
+    expect_error(C, long_role, "0000...' (want system, developer, user, assistant or tool)");
     expect_error(C, "[\"hi\"]", "messages[0]: not an object");
     expect_error(C, "[{\"content\":\"hi\"}]", "messages[0].role: missing");
     expect_error(C, "[{\"role\":\"user\"}]", "messages[0].content: missing");
@@ -250,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_harmony_fixtures), cmocka_unit_test(test_llama3_fixtures),
         cmocka_unit_test(test_chatml_fixtures),  cmocka_unit_test(test_mistral_fixtures),
+        cmocka_unit_test(test_harmony_ids),
         cmocka_unit_test(test_bad_messages),     cmocka_unit_test(test_dates),
         cmocka_unit_test(test_format_names),     cmocka_unit_test(test_json_dump),
     };

@@ -424,7 +424,7 @@ static void test_bad_headers(void **state)
         {"{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
          "tensor 'a': key 'dtype' appears twice"},
         {"{\"a\":5}", 0, "tensor 'a': expected an object"},
-        {"{\"a\\nb\":" T("Q9", "[1]", "[0,1]") "}", 1, "tensor 'a?b': unknown dtype"},
+        {"{\"a\\nb\":" T("Q9", "[1]", "[0,1]") "}", 1, "tensor 'a\\nb': unknown dtype"},
         {"{\"__metadata__\":{\"k\":1}}", 0, "__metadata__: value of 'k' is not a string"},
         {"{\"__metadata__\":[]}", 0, "__metadata__ is not an object"},
         {"{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__ appears twice"},

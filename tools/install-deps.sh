@@ -4,7 +4,7 @@
 # only) parses tune's JSON output in the tests; clang and libclang-rt-dev (its
 # libFuzzer and sanitizer runtimes) build the fuzz targets of `make test`.
 set -eu
-packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev libyaml-dev clang libclang-rt-dev"
+packages="build-essential pkg-config python3 libcjson-dev libcmocka-dev libpcre2-dev libopenblas-dev libyaml-dev libutf8proc-dev clang libclang-rt-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

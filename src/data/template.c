@@ -236,9 +236,10 @@ int data_template_load(struct data_template **out, const char *path, tune_err *e
         int k = 0;
         while (k < 3 && strcmp(f->string, keys[k]))
             k++;
+        char shown[ERR_SHOWN_SIZE];
         if (k == 3 && strcmp(f->string, "comment"))
             rc = err_set(err, "%s: unknown key '%s' (want prompt, completion, text or comment)",
-                         path, f->string);
+                         path, err_shown(shown, f->string));
         else if (k < 3 && !cJSON_IsString(f))
             rc = err_set(err, "%s: %s: not a string", path, f->string);
         else if (k < 3)

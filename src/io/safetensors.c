@@ -21,19 +21,6 @@
 #include "io/json.h"
 #include "io/safetensors_internal.h"
 
-/* Copies a tensor name for an error message: bounded, control bytes st_shown as
- * '?', so that every error stays one line whatever the file contains. */
-const char *st_shown(char out[static 128], const char *name)
-{
-    size_t i = 0;
-    for (; name[i] && i < 127; i++)
-        out[i] = (unsigned char)name[i] < 0x20 ? '?' : name[i];
-    out[i] = 0;
-    if (name[i])
-        memcpy(out + 120, "...", 4);
-    return out;
-}
-
 void st_shape_format(char *out, size_t n, int rank, const int64_t *shape)
 {
     size_t at = (size_t)snprintf(out, n, "[");
@@ -46,12 +33,12 @@ void st_shape_format(char *out, size_t n, int rank, const int64_t *shape)
 /* "origin: tensor 'name': problem" */
 int st_tensor_err(tune_err *err, const char *origin, const char *name, const char *fmt, ...)
 {
-    char msg[384], nm[128];
+    char msg[384], nm[ERR_SHOWN_SIZE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return err_set(err, "%s: tensor '%s': %s", origin, st_shown(nm, name), msg);
+    return err_set(err, "%s: tensor '%s': %s", origin, err_shown(nm, name), msg);
 }
 
 /* Index of the first byte of s[0..n) that cannot appear in a UTF-8 JSON text
@@ -130,14 +117,14 @@ static int parse_tensor(const cJSON *e, struct st_tensor *t, const char *origin,
     if (missing)
         return st_tensor_err(err, origin, name, "missing %s", missing);
 
-    char buf[128];
+    char buf[ERR_SHOWN_SIZE];
     int d = cJSON_IsString(dt) ? dtype_parse(dt->valuestring) : -1;
     /* dtype_parse also takes aliases and tune's 4-bit types; a file must use
      * the exact safetensors name of a whole-byte type. */
     if (d < 0 || strcmp(dtype_name((enum dtype)d), dt->valuestring) ||
         dtype_bits((enum dtype)d) % 8)
         return st_tensor_err(err, origin, name, "unknown dtype \"%s\"",
-                          cJSON_IsString(dt) ? st_shown(buf, dt->valuestring) : "(not a string)");
+                          cJSON_IsString(dt) ? err_shown(buf, dt->valuestring) : "(not a string)");
     t->dtype = (enum dtype)d;
 
     if (!cJSON_IsArray(sh))
@@ -185,7 +172,7 @@ static int parse_tensor(const cJSON *e, struct st_tensor *t, const char *origin,
 
 static int parse_metadata(struct st_file *f, const cJSON *md, tune_err *err)
 {
-    char k[128];
+    char k[ERR_SHOWN_SIZE];
     if (cJSON_IsNull(md))
         return 0; /* the reference reads it as an Option */
     if (!cJSON_IsObject(md))
@@ -199,7 +186,7 @@ static int parse_metadata(struct st_file *f, const cJSON *md, tune_err *err)
     {
         if (!cJSON_IsString(c))
             return err_set(err, "%s: __metadata__: value of '%s' is not a string", f->path,
-                           st_shown(k, c->string));
+                           err_shown(k, c->string));
         struct st_meta *m = &f->meta[f->n_meta];
         m->key = strdup(c->string);
         m->value = strdup(c->valuestring);
@@ -257,14 +244,14 @@ static int check_coverage(struct st_file *f, int64_t data_start, tune_err *err)
     if (f->n_tensors)
         qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, cmp_offsets);
     int64_t at = data_start;
-    char nm[128];
+    char nm[ERR_SHOWN_SIZE];
     for (int i = 0; i < f->n_tensors; i++) {
         const struct st_tensor *t = &f->tensors[i];
         long long b = (long long)(t->file_offset - data_start), e = b + (long long)t->nbytes;
         if (t->file_offset < at)
             return st_tensor_err(err, f->path, t->name,
                               "data_offsets [%lld, %lld] overlap tensor '%s'", b, e,
-                              st_shown(nm, f->tensors[i - 1].name));
+                              err_shown(nm, f->tensors[i - 1].name));
         if (t->file_offset > at)
             return st_tensor_err(err, f->path, t->name,
                               "data_offsets [%lld, %lld] leave a hole after byte %lld of the data",
@@ -349,13 +336,13 @@ static int st_parse(struct st_file *f, tune_err *err)
 
     /* cJSON keeps every duplicate key; serde would fail on them. Names are
      * checked first, so that a repeated entry is not reported as an overlap. */
-    char k[128];
+    char k[ERR_SHOWN_SIZE];
     int dup = st_sort_find_dup(f->tensors, f->n_tensors, sizeof *f->tensors);
     if (dup >= 0)
         rc = st_tensor_err(err, f->path, f->tensors[dup].name, "named twice in the header");
     else if ((dup = st_sort_find_dup(f->meta, f->n_meta, sizeof *f->meta)) >= 0)
         rc = err_set(err, "%s: __metadata__: key '%s' appears twice", f->path,
-                     st_shown(k, f->meta[dup].key));
+                     err_shown(k, f->meta[dup].key));
     else if ((rc = check_coverage(f, data_start, err)) == 0)
         st_sort_find_dup(f->tensors, f->n_tensors, sizeof *f->tensors); /* back to name order */
 out:

@@ -8,8 +8,6 @@
 
 #include "base/error.h"
 
-/* A name made safe for a one-line message: bounded, control bytes as '?'. */
-const char *st_shown(char out[static 128], const char *name);
 /* "[2, 3]" */
 void st_shape_format(char *out, size_t n, int rank, const int64_t *shape);
 /* "origin: tensor 'name': problem"; returns -1. */

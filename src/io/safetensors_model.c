@@ -65,7 +65,7 @@ static int model_open_index(struct st_model *m, const char *index, tune_err *err
     struct index_entry *ents = NULL;
     const char **shards = NULL;
     char *dir = NULL;
-    char nm[128];
+    char nm[ERR_SHOWN_SIZE];
     int rc = 0, n = 0, n_shards = 0;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map"), *c;
     if (!cJSON_IsObject(wm)) {
@@ -85,7 +85,7 @@ static int model_open_index(struct st_model *m, const char *index, tune_err *err
     {
         if (!cJSON_IsString(c) || !plain_file_name(c->valuestring)) {
             rc = err_set(err, "%s: weight_map: tensor '%s': shard is not a file name in the folder",
-                         index, st_shown(nm, c->string));
+                         index, err_shown(nm, c->string));
             goto out;
         }
         ents[n++] = (struct index_entry){c->string, c->valuestring};
@@ -94,7 +94,7 @@ static int model_open_index(struct st_model *m, const char *index, tune_err *err
     int dup = st_sort_find_dup(ents, n, sizeof *ents), u = 0;
     if (dup >= 0) {
         rc = err_set(err, "%s: weight_map: tensor '%s' is listed twice", index,
-                     st_shown(nm, ents[dup].tensor));
+                     err_shown(nm, ents[dup].tensor));
         goto out;
     }
     st_sort_find_dup(shards, n_shards, sizeof *shards); /* then keep one of each */
@@ -130,12 +130,12 @@ static int model_open_index(struct st_model *m, const char *index, tune_err *err
         const char *const *s = st_find_name(shards, n_shards, sizeof *shards, ents[i].shard);
         if (!t) {
             rc = err_set(err, "%s: weight_map: tensor '%s' is not in shard '%s'", index,
-                         st_shown(nm, ents[i].tensor), ents[i].shard);
+                         err_shown(nm, ents[i].tensor), ents[i].shard);
             goto out;
         }
         if (f != &m->files[s - shards]) {
             rc = err_set(err, "%s: weight_map: tensor '%s' is in %s, not in shard '%s'", index,
-                         st_shown(nm, ents[i].tensor), f->path, ents[i].shard);
+                         err_shown(nm, ents[i].tensor), f->path, ents[i].shard);
             goto out;
         }
     }
@@ -220,14 +220,14 @@ const struct st_tensor *st_model_find(const struct st_model *m, const char *name
 int st_model_find_mxfp4(const struct st_model *m, const char *base, const struct st_tensor **blocks,
                         const struct st_tensor **scales, tune_err *err)
 {
-    char bn[512], sn[512], nm[128], bs[160], ss[160];
+    char bn[512], sn[512], nm[ERR_SHOWN_SIZE], bs[160], ss[160];
     if (snprintf(bn, sizeof bn, "%s_blocks", base) >= (int)sizeof bn ||
         snprintf(sn, sizeof sn, "%s_scales", base) >= (int)sizeof sn)
-        return err_set(err, "MXFP4 weight '%s': name too long", st_shown(nm, base));
+        return err_set(err, "MXFP4 weight '%s': name too long", err_shown(nm, base));
     const struct st_file *fb, *fs;
     const struct st_tensor *b = st_model_find(m, bn, &fb), *s = st_model_find(m, sn, &fs);
     if (!b || !s)
-        return err_set(err, "MXFP4 weight '%s': tensor '%s' not found", st_shown(nm, base),
+        return err_set(err, "MXFP4 weight '%s': tensor '%s' not found", err_shown(nm, base),
                        !b ? bn : sn);
     const struct st_tensor *not_u8 = b->dtype != DTYPE_U8 ? b : s->dtype != DTYPE_U8 ? s : NULL;
     if (not_u8)

@@ -40,8 +40,9 @@ int chat_format_parse(const char *name, enum chat_format *out, tune_err *err)
             return 0;
         }
     }
+    char shown[ERR_SHOWN_SIZE];
     return err_set(err, "chat format '%s': unknown (want harmony, llama3, chatml or mistral)",
-                   name ? name : "(null)");
+                   err_shown(shown, name ? name : "(null)"));
 }
 
 const char *chat_format_name(enum chat_format format)
@@ -78,8 +79,9 @@ int chat_format_for_model(const char *model_type, int64_t vocab, enum chat_forma
                            (long long)vocab);
         *out = CHAT_FORMAT_MISTRAL;
     } else {
+        char shown[ERR_SHOWN_SIZE];
         return err_set(err, "model_type '%s': no built-in chat format (harmony for gpt_oss, "
-                       "llama3, chatml for qwen2, mistral)", t);
+                       "llama3, chatml for qwen2, mistral)", err_shown(shown, t));
     }
     return 0;
 }
@@ -243,8 +245,10 @@ int chat_date_get(const struct chat_options *opt, struct chat_date *out, tune_er
         ok = out->month >= 1 && out->month <= 12 && out->day >= 1 &&
              out->day <= mdays[out->month - 1] - (out->month == 2 && !leap);
     }
+    char shown[ERR_SHOWN_SIZE];
     if (!ok)
-        return err_set(err, "chat date '%s': not a date of the form YYYY-MM-DD", d);
+        return err_set(err, "chat date '%s': not a date of the form YYYY-MM-DD",
+                       err_shown(shown, d));
     return 0;
 }
 

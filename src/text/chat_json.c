@@ -126,8 +126,9 @@ static int read_role(const cJSON *m, size_t i, enum chat_role *out, tune_err *er
             return 0;
         }
     }
+    char shown[ERR_SHOWN_SIZE];
     return err_set(err, "messages[%zu].role: unknown role '%s' (want system, developer, user, "
-                   "assistant or tool)", i, role);
+                   "assistant or tool)", i, err_shown(shown, role));
 }
 
 /* Reads the one call of "tool_calls": OpenAI's {"function": {"name", "arguments"}} or the

@@ -193,6 +193,17 @@ static int run_step(const struct tok_dec *d, struct tok_match_scratch *ms,
     return rc == 0 ? 0 : err_set(err, "out of memory");
 }
 
+/* The text an id decodes from: its token, or for a TOK_ID_DECODES_NORMALIZED added token the
+ * normalized text (rare enough to search for). */
+static const char *token_text(const struct tokenizer *tok, int32_t id)
+{
+    if (id >= 0 && id < tok->n_ids && (tok->id_flags[id] & TOK_ID_DECODES_NORMALIZED))
+        for (size_t k = 0; k < tok->n_added; k++)
+            if (tok->added[k].id == id && tok->added[k].key != tok->added[k].content)
+                return tok->added[k].key;
+    return tok_id_to_token(tok, id);
+}
+
 int tok_decode(const struct tokenizer *tok, const int32_t *ids, size_t n, unsigned flags,
                char **text, size_t *len, tune_err *err)
 {
@@ -200,11 +211,11 @@ int tok_decode(const struct tokenizer *tok, const int32_t *ids, size_t n, unsign
     struct tok_match_scratch ms = {0};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        const char *t = tok_id_to_token(tok, ids[i]);
+        const char *t = token_text(tok, ids[i]);
         if (!t)
             rc = err_set(err, "id %" PRId32 " at position %zu is not in the vocabulary",
                          ids[i], i);
-        else if (!(flags & TOK_DECODE_SKIP_SPECIAL) || !tok->id_special[ids[i]])
+        else if (!(flags & TOK_DECODE_SKIP_SPECIAL) || !tok_is_special(tok, ids[i]))
             rc = strs_push(&a, t, strlen(t)) == 0 ? 0 : err_set(err, "out of memory");
     }
     for (size_t k = 0; rc == 0 && k < tok->n_dec; k++) {

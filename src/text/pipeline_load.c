@@ -26,6 +26,12 @@ static int get_type(const cJSON *j, const char **type, tune_err *err)
     return 0;
 }
 
+static int unsupported(const char *type, const char *known, tune_err *err)
+{
+    char shown[ERR_SHOWN_SIZE];
+    return err_set(err, "type \"%s\" is not supported (%s are)", err_shown(shown, type), known);
+}
+
 /* A boolean field, `def` when absent or null. */
 static int bool_field(const cJSON *j, const char *key, bool def, bool *out, tune_err *err)
 {
@@ -71,6 +77,7 @@ static int prepend_scheme(const cJSON *j, enum tok_prepend *out, tune_err *err)
 {
     const char *s = str_field(j, "prepend_scheme");
     bool add_prefix_space = true;
+    char shown[ERR_SHOWN_SIZE];
     if (bool_field(j, "add_prefix_space", true, &add_prefix_space, err) != 0)
         return -1;
     if (!s || strcmp(s, "always") == 0)
@@ -80,7 +87,8 @@ static int prepend_scheme(const cJSON *j, enum tok_prepend *out, tune_err *err)
     else if (strcmp(s, "never") == 0)
         *out = TOK_PREPEND_NEVER;
     else
-        return err_set(err, "prepend_scheme: \"%s\" is not always, first or never", s);
+        return err_set(err, "prepend_scheme: \"%s\" is not always, first or never",
+                       err_shown(shown, s));
     /* Files older than prepend_scheme say add_prefix_space: false for never. */
     if (!add_prefix_space)
         *out = TOK_PREPEND_NEVER;
@@ -99,6 +107,23 @@ static int each_member(struct tokenizer *tok, const cJSON *j, const char *key,
         if (add(tok, m, err) != 0)
             return err_prefix(err, "%s[%d]", key, i);
     return 0;
+}
+
+/* The Unicode normalization forms (no parameters), as tokenizers names them. */
+static bool unicode_form_named(const char *type, enum tok_norm_kind *kind)
+{
+    static const struct {
+        const char *name;
+        enum tok_norm_kind kind;
+    } forms[] = {{"NFC", TOK_NORM_NFC}, {"NFD", TOK_NORM_NFD}, {"NFKC", TOK_NORM_NFKC},
+                 {"NFKD", TOK_NORM_NFKD}};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        if (strcmp(type, forms[i].name) == 0) {
+            *kind = forms[i].kind;
+            return true;
+        }
+    }
+    return false;
 }
 
 static int add_norm(struct tokenizer *tok, const cJSON *j, tune_err *err)
@@ -132,9 +157,8 @@ static int add_norm(struct tokenizer *tok, const cJSON *j, tune_err *err)
             free(n->text);
             return err_prefix(err, "Replace");
         }
-    } else {
-        return err_set(err, "type \"%s\" is not supported (Prepend, Replace and Sequence are)",
-                       type);
+    } else if (!unicode_form_named(type, &n->kind)) {
+        return unsupported(type, "Prepend, Replace, NFC, NFD, NFKC, NFKD and Sequence", err);
     }
     tok->n_norm++;
     return 0;
@@ -158,9 +182,11 @@ static int add_pretok(struct tokenizer *tok, const cJSON *j, tune_err *err)
             return err_prefix(err, "Split");
         if (invert)
             return err_set(err, "Split: invert: true is not supported");
+        char shown[ERR_SHOWN_SIZE];
         if (!behavior || (strcmp(behavior, "Isolated") && strcmp(behavior, "Removed")))
             return err_set(err, "Split: behavior \"%s\" is not supported (Isolated and "
-                                "Removed are)", behavior ? behavior : "(missing)");
+                                "Removed are)",
+                           err_shown(shown, behavior ? behavior : "(missing)"));
         p->kind = TOK_PRETOK_SPLIT;
         p->remove_matches = strcmp(behavior, "Removed") == 0;
         if (load_pattern(&p->re, j, err) != 0)
@@ -185,8 +211,7 @@ static int add_pretok(struct tokenizer *tok, const cJSON *j, tune_err *err)
             return err_prefix(err, "Metaspace");
         p->rep_len = tok_utf8_encode(cp, p->rep);
     } else {
-        return err_set(err, "type \"%s\" is not supported (Split, ByteLevel, Metaspace and "
-                            "Sequence are)", type);
+        return unsupported(type, "Split, ByteLevel, Metaspace and Sequence", err);
     }
     tok->n_pretok++;
     return 0;
@@ -197,15 +222,17 @@ static int template_ids(struct tokenizer *tok, const cJSON *j, const char *name,
                         tune_err *err)
 {
     const cJSON *specials = cJSON_GetObjectItemCaseSensitive(j, "special_tokens");
+    char shown[ERR_SHOWN_SIZE];
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(specials, name), "ids");
     if (!cJSON_IsArray(ids))
-        return err_set(err, "special_tokens: \"%s\": expected an ids array", name);
+        return err_set(err, "special_tokens: \"%s\": expected an ids array",
+                       err_shown(shown, name));
     int32_t **arr = prefix ? &tok->prefix_ids : &tok->suffix_ids;
     size_t *n = prefix ? &tok->n_prefix : &tok->n_suffix;
     for (const cJSON *v = ids->child; v; v = v->next) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= TOK_MAX_ID)
-            return err_set(err, "special_tokens: \"%s\": bad id", name);
+            return err_set(err, "special_tokens: \"%s\": bad id", err_shown(shown, name));
         int32_t *grown = realloc(*arr, (*n + 1) * sizeof **arr);
         if (!grown)
             return err_set(err, "out of memory");
@@ -253,8 +280,7 @@ static int add_post(struct tokenizer *tok, const cJSON *j, tune_err *err)
         return 0; /* it only trims offsets */
     if (strcmp(type, "TemplateProcessing") == 0)
         return load_template(tok, j, err) == 0 ? 0 : err_prefix(err, "TemplateProcessing");
-    return err_set(err, "type \"%s\" is not supported (TemplateProcessing, ByteLevel and "
-                        "Sequence are)", type);
+    return unsupported(type, "TemplateProcessing, ByteLevel and Sequence", err);
 }
 
 static int add_dec(struct tokenizer *tok, const cJSON *j, tune_err *err)
@@ -302,8 +328,8 @@ static int add_dec(struct tokenizer *tok, const cJSON *j, tune_err *err)
             prepend_scheme(j, &d->prepend, err) != 0)
             return err_prefix(err, "Metaspace");
     } else {
-        return err_set(err, "type \"%s\" is not supported (ByteLevel, ByteFallback, Fuse, "
-                            "Replace, Strip, Metaspace and Sequence are)", type);
+        return unsupported(type, "ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace and "
+                                 "Sequence", err);
     }
     tok->n_dec++;
     return 0;

@@ -161,12 +161,13 @@ int tok_regex_compile(struct tok_regex *re, const char *pattern, size_t len,
         return 0;
     }
     struct tok_buf pat = {0};
+    char shown[ERR_SHOWN_SIZE];
     int rc = translate(&pat, pattern, len, dialect == TOK_REGEX_ONIG);
     if (rc != 0) {
         tok_buf_free(&pat);
         return rc == -1 ? err_set(err, "out of memory")
-                        : err_set(err, "pattern /%.*s/: [\\S...] or nesting too deep is not "
-                                       "supported", (int)(len > 200 ? 200 : len), pattern);
+                        : err_set(err, "pattern /%s/: [\\S...] or nesting too deep is not "
+                                       "supported", err_shown_n(shown, pattern, len));
     }
     uint32_t opts = PCRE2_UTF | PCRE2_UCP |
                     (dialect == TOK_REGEX_ONIG ? PCRE2_MULTILINE : PCRE2_DOLLAR_ENDONLY);
@@ -177,7 +178,7 @@ int tok_regex_compile(struct tok_regex *re, const char *pattern, size_t len,
     if (!re->code) {
         PCRE2_UCHAR msg[128];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return err_set(err, "pattern /%.*s/: %s", (int)(len > 200 ? 200 : len), pattern,
+        return err_set(err, "pattern /%s/: %s", err_shown_n(shown, pattern, len),
                        (const char *)msg);
     }
     /* Without JIT (a platform PCRE2 lacks it for) matching still works, only slower. */

@@ -164,6 +164,19 @@ static int load_ranks(struct tokenizer *tok, const struct tok_buf *file, struct 
     return rc;
 }
 
+/* A byte-level BPE spells any text from its 256 one-byte tokens; without one of them the
+ * pieces holding that byte could not be encoded (tiktoken's own files rank all 256). */
+static int check_bytes(const struct tokenizer *tok, tune_err *err)
+{
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        if (tok_strmap_get(&tok->bpe.vocab, &c, 1) < 0)
+            return err_set(err, "byte 0x%02X has no rank (a rank file must rank all 256 single "
+                                "bytes)", b);
+    }
+    return 0;
+}
+
 static int add_merges(struct tokenizer *tok, const struct tok_buf *raw,
                       const struct tok_buf *offs, tune_err *err)
 {
@@ -224,6 +237,8 @@ static int load(struct tokenizer *tok, const char *path, const struct preset *p,
     if (rc == 0)
         rc = load_ranks(tok, &file, &raw, &offs, err);
     if (rc == 0)
+        rc = check_bytes(tok, err);
+    if (rc == 0)
         rc = add_merges(tok, &raw, &offs, err);
     tok_buf_free(&file);
     tok_buf_free(&raw);
@@ -239,9 +254,11 @@ int tok_load_tiktoken(struct tokenizer **out, const char *path, const char *enco
     for (size_t i = 0; i < COUNT(presets); i++)
         if (strcmp(presets[i].name, encoding) == 0)
             p = &presets[i];
+    char shown[ERR_SHOWN_SIZE];
     if (!p)
         return err_set(err, "%s: unknown tiktoken encoding \"%s\" (o200k_harmony, o200k_base, "
-                            "cl100k_base, r50k_base and gpt2 are known)", path, encoding);
+                            "cl100k_base, r50k_base and gpt2 are known)", path,
+                       err_shown(shown, encoding));
     struct tokenizer *tok = calloc(1, sizeof *tok);
     int rc = tok ? load(tok, path, p, err) : err_set(err, "out of memory");
     if (rc != 0) {

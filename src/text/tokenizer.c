@@ -21,15 +21,15 @@ static int ensure_id(struct tokenizer *tok, int32_t id)
         if (!off)
             return -1;
         tok->id_off = off;
-        uint8_t *special = realloc(tok->id_special, cap);
-        if (!special)
+        uint8_t *flags = realloc(tok->id_flags, cap);
+        if (!flags)
             return -1;
-        tok->id_special = special;
+        tok->id_flags = flags;
         tok->id_cap = cap;
     }
     for (size_t i = (size_t)tok->n_ids; i < n; i++) {
         tok->id_off[i] = UINT32_MAX;
-        tok->id_special[i] = 0;
+        tok->id_flags[i] = 0;
     }
     tok->n_ids = (int32_t)n;
     return 0;
@@ -114,7 +114,7 @@ int tok_add_added(struct tokenizer *tok, const char *content, size_t len, int32_
         .rstrip = rstrip, .single_word = single_word, .normalized = normalized};
     if (tok_set_id_text(tok, id, content, len) != 0)
         return -1;
-    tok->id_special[id] = special;
+    tok->id_flags[id] = special ? TOK_ID_SPECIAL : 0;
     return tok_strmap_put(&tok->added_ids, content, len, id);
 }
 
@@ -134,11 +134,14 @@ static int added_key(struct tokenizer *tok, struct tok_added *a, tune_err *err)
     if (rc == 0 && tok_buf_append(&out, "", 1) != 0)
         rc = err_set(err, "out of memory");
     if (rc != 0) {
+        char shown[ERR_SHOWN_SIZE];
         tok_buf_free(&out);
-        return err_prefix(err, "added token \"%s\"", a->content);
+        return err_prefix(err, "added token \"%s\"", err_shown_n(shown, a->content, a->len));
     }
     a->key = out.p;
     a->key_len = out.n - 1;
+    if (a->key_len != a->len || memcmp(a->key, a->content, a->len) != 0)
+        tok->id_flags[a->id] |= TOK_ID_DECODES_NORMALIZED;
     return 0;
 }
 
@@ -173,7 +176,7 @@ void tok_free(struct tokenizer *tok)
     if (!tok)
         return;
     free(tok->id_off);
-    free(tok->id_special);
+    free(tok->id_flags);
     tok_buf_free(&tok->id_text);
     tok_strmap_free(&tok->odd_text);
     tok_strmap_free(&tok->bpe.vocab);
@@ -228,5 +231,5 @@ int32_t tok_vocab_size(const struct tokenizer *tok)
 
 bool tok_is_special(const struct tokenizer *tok, int32_t id)
 {
-    return id >= 0 && id < tok->n_ids && tok->id_special[id];
+    return id >= 0 && id < tok->n_ids && (tok->id_flags[id] & TOK_ID_SPECIAL);
 }

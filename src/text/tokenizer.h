@@ -7,7 +7,7 @@
  * Supported pieces of tokenizer.json (anything else is refused at load, naming it):
  *   model          BPE: vocab, merges ("a b" strings or [a, b] pairs), unk_token, fuse_unk,
  *                  byte_fallback, ignore_merges (dropout, subword prefix/suffix refused)
- *   normalizer     Prepend, Replace (string or regex), Sequence of them
+ *   normalizer     Prepend, Replace (string or regex), NFC, NFD, NFKC, NFKD, Sequence of them
  *   pre_tokenizer  Split (regex or string; Isolated or Removed), ByteLevel, Metaspace,
  *                  Sequence of them
  *   post_processor TemplateProcessing (single template), ByteLevel, Sequence of them

@@ -157,7 +157,14 @@ void tok_bpe_scratch_free(struct tok_bpe_scratch *s);
 
 /* ---- normalizers, pre-tokenizers, decoders ---- */
 
-enum tok_norm_kind { TOK_NORM_PREPEND, TOK_NORM_REPLACE };
+enum tok_norm_kind {
+    TOK_NORM_PREPEND,
+    TOK_NORM_REPLACE,
+    TOK_NORM_NFC, /* the Unicode normalization forms (libutf8proc) */
+    TOK_NORM_NFD,
+    TOK_NORM_NFKC,
+    TOK_NORM_NFKD,
+};
 struct tok_norm {
     enum tok_norm_kind kind;
     struct tok_regex pattern; /* Replace */
@@ -237,11 +244,18 @@ bool tok_added_next(const struct tokenizer *tok, const struct tok_added_set *set
 
 /* ---- the tokenizer ---- */
 
+enum tok_id_flag {
+    TOK_ID_SPECIAL = 1u << 0, /* a special added token */
+    /* An added token that matches normalized text and whose normalized text differs from its
+     * content: tokenizers decodes it as the normalized text (its decoder inverts that). */
+    TOK_ID_DECODES_NORMALIZED = 1u << 1,
+};
+
 struct tokenizer {
     int32_t n_ids;       /* one more than the largest id */
-    size_t id_cap;       /* allocated length of id_off and id_special */
+    size_t id_cap;       /* allocated length of id_off and id_flags */
     uint32_t *id_off;    /* (n_ids) offset of the id's text in id_text; UINT32_MAX: unused */
-    uint8_t *id_special; /* (n_ids) */
+    uint8_t *id_flags;   /* (n_ids) enum tok_id_flag bits */
     struct tok_buf id_text;      /* tokenizer.json form of each token, NUL-terminated */
     struct tok_strmap odd_text;  /* byte mode: vocab tokens not in GPT-2 form, text -> id */
 

@@ -120,9 +120,10 @@ static int load_merges(struct tokenizer *tok, const cJSON *merges, tune_err *err
         int32_t ab = tok_vocab_lookup(tok, buf.p, buf.n);
         if (a < 0 || b < 0 || ab < 0) {
             const char *what = a < 0 ? buf.p : b < 0 ? buf.p + split : buf.p;
-            int n = (int)(a < 0 ? split : b < 0 ? buf.n - split : buf.n);
-            rc = err_set(err, "model: merges[%d]: token \"%.*s\" is not in the vocab", i,
-                         n > 100 ? 100 : n, what);
+            size_t n = a < 0 ? split : b < 0 ? buf.n - split : buf.n;
+            char shown[ERR_SHOWN_SIZE];
+            rc = err_set(err, "model: merges[%d]: token \"%s\" is not in the vocab", i,
+                         err_shown_n(shown, what, n));
             break;
         }
         if (tok_pairmap_put(&tok->bpe.merges, a, b, rank++, ab) != 0)
@@ -136,8 +137,9 @@ static int load_merges(struct tokenizer *tok, const cJSON *merges, tune_err *err
 static int refuse_string(const cJSON *model, const char *key, tune_err *err)
 {
     const char *s = str_field(model, key);
+    char shown[ERR_SHOWN_SIZE];
     if (s && *s)
-        return err_set(err, "model: %s \"%s\" is not supported", key, s);
+        return err_set(err, "model: %s \"%s\" is not supported", key, err_shown(shown, s));
     return 0;
 }
 
@@ -176,9 +178,10 @@ static int check_added(const struct tokenizer *tok, tune_err *err)
     for (size_t i = 0; i < tok->n_added; i++) {
         const struct tok_added *a = &tok->added[i];
         int32_t v = tok_vocab_lookup(tok, a->content, a->len);
+        char shown[ERR_SHOWN_SIZE];
         if (v >= 0 && v != a->id)
             return err_set(err, "added_tokens: \"%s\" has id %d but the vocab gives it %d",
-                           a->content, (int)a->id, (int)v);
+                           err_shown_n(shown, a->content, a->len), (int)a->id, (int)v);
     }
     return 0;
 }
@@ -189,10 +192,12 @@ static int load_root(struct tokenizer *tok, const cJSON *root, tune_err *err)
     if (!cJSON_IsObject(model))
         return err_set(err, "model: missing");
     const char *type = str_field(model, "type");
+    char shown[ERR_SHOWN_SIZE];
     if (!type)
         return err_set(err, "model: type: missing");
     if (strcmp(type, "BPE") != 0)
-        return err_set(err, "model: type \"%s\" is not supported (only BPE is)", type);
+        return err_set(err, "model: type \"%s\" is not supported (only BPE is)",
+                       err_shown(shown, type));
     if (tok_load_normalizer(tok, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err) ||
         tok_load_pre_tokenizer(tok, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"),
                                err) ||

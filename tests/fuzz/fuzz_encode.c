@@ -1,6 +1,6 @@
 /* libFuzzer target: encoding arbitrary bytes with fixed tokenizers (the llama3_style,
- * llama2_style, gpt2_style, metaspace_style and o200k_harmony_hf fixtures of
- * tests/fixtures/tokenizer, loaded once). The first input byte picks the tokenizer (bits
+ * llama2_style, gpt2_style, metaspace_style, o200k_harmony_hf, qwen2_style (NFC) and
+ * nfkc_bytes fixtures of tests/fixtures/tokenizer, loaded once). The first input byte picks the tokenizer (bits
  * 0-2) and the flags (bit 3 TOK_ENCODE_ADD_SPECIAL, bit 4 TOK_ENCODE_SPECIAL_AS_TEXT); the
  * rest is the text. Checked against what tokenizers does (verified on its outputs):
  *   - invalid UTF-8 (by a checker written apart from the library's) is an error, valid
@@ -10,11 +10,12 @@
  *     (add-special off), except where an added token strips the whitespace beside it
  *     (llama3_style's "<mask>" when specials are matched, "[TOOL]"); for llama2_style the
  *     same holds when the text has no U+2581 and, unless specials are text, no "<s>",
- *     "</s>", "<unk>". gpt2_style and metaspace_style are not round-trip tokenizers. */
+ *     "</s>", "<unk>". gpt2_style, metaspace_style and the normalizing qwen2_style and
+ *     nfkc_bytes are not round-trip tokenizers. */
 #include "fuzz_util.h"
 #include "text/tokenizer.h"
 
-enum { T_LLAMA3, T_LLAMA2, T_GPT2, T_METASPACE, T_O200K, T_COUNT };
+enum { T_LLAMA3, T_LLAMA2, T_GPT2, T_METASPACE, T_O200K, T_QWEN2, T_NFKC, T_COUNT };
 
 static const char *const files[T_COUNT] = {
     "tests/fixtures/tokenizer/llama3_style.tokenizer.json",
@@ -22,6 +23,8 @@ static const char *const files[T_COUNT] = {
     "tests/fixtures/tokenizer/gpt2_style.tokenizer.json",
     "tests/fixtures/tokenizer/metaspace_style.tokenizer.json",
     "tests/fixtures/tokenizer/o200k_harmony_hf.tokenizer.json",
+    "tests/fixtures/tokenizer/qwen2_style.tokenizer.json",
+    "tests/fixtures/tokenizer/nfkc_bytes.tokenizer.json",
 };
 static struct tokenizer *toks[T_COUNT];
 

@@ -23,11 +23,11 @@ def write(target, name, data):
 
 
 def encode_seeds():
-    # fuzz_encode: byte 0 = tokenizer (bits 0-2, 5 of them) | add-special (8) | specials as
+    # fuzz_encode: byte 0 = tokenizer (bits 0-2, 7 of them) | add-special (8) | specials as
     # text (16); then the text. The parity corpus of the tokenizer tests, spread over all.
     cases = json.load(open(f"{FIX}/tokenizer/llama3_style.expected.json"))["cases"]
     for i, c in enumerate(cases):
-        opt = (i % 5) | ((i // 5) % 4) << 3
+        opt = (i % 7) | ((i // 7) % 4) << 3
         write("fuzz_encode", f"case{i:02d}", bytes([opt]) + c["text"].encode())
 
 

@@ -5,9 +5,12 @@ Each conversation is rendered by the model's own chat template with jinja2, set 
 transformers' apply_chat_template sets it up (ImmutableSandboxedEnvironment, trim_blocks,
 lstrip_blocks, loopcontrols, json.dumps as tojson with ensure_ascii=False, raise_exception,
 strftime_now; add_generation_prompt=False, the training case). When transformers is importable
-the same text is also rendered through transformers' own render_jinja_template and must agree,
-and gpt-oss conversations are cross-checked against openai-harmony (reported, not fatal: the
-library and the jinja template differ on purpose in a few places, listed in the report).
+the same text is also rendered through transformers' own render_jinja_template and must agree.
+Every gpt-oss conversation is also rendered by openai-harmony (render_conversation_for_training),
+which must give the template's text (apart from one known difference, see harmony_messages); its
+token ids go into the case as "harmony_ids", which tune's render tokenized with o200k_harmony
+must equal (tests/test_chat.c; make_tokenizer_fixtures.py keeps the tokens these texts need in
+the o200k_harmony subset, so run it after this script).
 
 The expected loss spans are found in the rendered text by the rule each format documents in
 src/text/chat.h, written here independently of the C code (string search, not message walking).
@@ -28,10 +31,11 @@ Templates (tools/ref/chat_templates/, copied byte for byte):
 bos_token: "<|begin_of_text|>" (Llama 3.1), "<s>" (Mistral); eos_token "</s>" (Mistral).
 
 Setup:  python3 -m venv tools/ref/.venv
-        tools/ref/.venv/bin/pip install jinja2 openai-harmony transformers
+        tools/ref/.venv/bin/pip install jinja2 openai-harmony bpe-openai transformers
 Run:    tools/ref/.venv/bin/python tools/ref/make_chat_fixtures.py   (from the repo root)
-openai-harmony needs the o200k_base rank file; the script points TIKTOKEN_ENCODINGS_BASE at a copy
-of the one the bpe-openai package carries when that package is installed, else skips the check.
+openai-harmony needs the o200k_base rank file and would download it; the script points
+TIKTOKEN_ENCODINGS_BASE at a copy of the one the bpe-openai package carries, so it runs offline
+(without openai-harmony or bpe-openai the harmony_ids are left out, saying so).
 """
 import datetime
 import gzip
@@ -270,8 +274,10 @@ FORMATS = {
 }
 
 
-def harmony_check(cases):
-    """Renders the harmony cases with openai-harmony; returns (agreeing, differing names)."""
+def harmony_encoding():
+    """openai-harmony's gpt-oss encoding, offline: it reads o200k_base.tiktoken from
+    TIKTOKEN_ENCODINGS_BASE, pointed here at a copy of the rank file the bpe-openai package
+    carries. None when either package is missing."""
     if importlib.util.find_spec("openai_harmony") is None or importlib.util.find_spec("bpe_openai") is None:
         return None
     import bpe_openai
@@ -284,44 +290,79 @@ def harmony_check(cases):
             g.write(f.read())
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = os.path.abspath(cache)
     import openai_harmony as h
-    enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+    return h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+def harmony_messages(options, messages):
+    """A case as openai-harmony messages, by the rules the jinja template follows (src/text/chat.h
+    lists them): history answers lose their thinking, the last answer keeps it on the analysis
+    channel, a tool call keeps its reasoning only when no plain answer follows, tool results are
+    the JSON string of their content from functions.NAME to the assistant."""
+    import openai_harmony as h
     effort = {"low": h.ReasoningEffort.LOW, "medium": h.ReasoningEffort.MEDIUM,
               "high": h.ReasoningEffort.HIGH}
-    same, differ = [], []
-    for case in cases:
-        o, msgs = case["options"], template_messages(case["messages"])
-        if any(m["role"] == "tool" or "tool_calls" in m for m in msgs):
-            continue  # tool turns need recipients the jinja template infers; skip those
-        sysc = h.SystemContent.new().with_conversation_start_date(o["date"])
-        sysc = sysc.with_reasoning_effort(effort[o.get("reasoning_effort", "medium")])
-        if "model_identity" in o:
-            sysc = sysc.with_model_identity(o["model_identity"])
-        out = [h.Message.from_role_and_content(h.Role.SYSTEM, sysc)]
-        instructions = ""
-        if msgs[0]["role"] in ("system", "developer"):
-            instructions = msgs[0]["content"]
-            msgs = msgs[1:]
-        if instructions:  # the template writes no developer message for empty instructions
-            dev = h.DeveloperContent.new().with_instructions(instructions)
+    sysc = h.SystemContent.new().with_conversation_start_date(options["date"])
+    sysc = sysc.with_reasoning_effort(effort[options.get("reasoning_effort", "medium")])
+    if "model_identity" in options:
+        sysc = sysc.with_model_identity(options["model_identity"])
+    out = [h.Message.from_role_and_content(h.Role.SYSTEM, sysc)]
+    msgs = template_messages(messages)
+    if msgs[0]["role"] in ("system", "developer"):
+        if msgs[0]["content"]:  # the template writes no developer message for empty instructions
+            # Known difference: the jinja template ends the instructions with "\n\n" (meant to
+            # separate a "# Tools" section), openai-harmony only before one. Handing the "\n\n"
+            # to openai-harmony as part of the instructions renders the template's text, so the
+            # ids of everything else can be compared.
+            dev = h.DeveloperContent.new().with_instructions(msgs[0]["content"] + "\n\n")
             out.append(h.Message.from_role_and_content(h.Role.DEVELOPER, dev))
-        for i, m in enumerate(msgs):
-            if m["role"] == "user":
-                out.append(h.Message.from_role_and_content(h.Role.USER, m["content"]))
-                continue
+        msgs = msgs[1:]
+    last_call = None
+    for i, m in enumerate(msgs):
+        later_answer = any(n["role"] == "assistant" and "tool_calls" not in n for n in msgs[i + 1:])
+        if m["role"] == "user":
+            out.append(h.Message.from_role_and_content(h.Role.USER, m["content"]))
+        elif m["role"] == "tool":
+            author = h.Author.new(h.Role.TOOL, "functions." + last_call)
+            out.append(h.Message.from_author_and_content(author, json.dumps(m["content"], ensure_ascii=False))
+                       .with_recipient("assistant").with_channel("commentary"))
+        elif "tool_calls" in m:
+            fn = m["tool_calls"][0]["function"]
+            reasoning = m.get("content") or m.get("thinking")
+            if reasoning and not later_answer:
+                out.append(h.Message.from_role_and_content(h.Role.ASSISTANT, reasoning)
+                           .with_channel("analysis"))
+            # The template prints the arguments through tojson, a string as a JSON string.
+            args = json.dumps(fn["arguments"], ensure_ascii=False)
+            out.append(h.Message.from_role_and_content(h.Role.ASSISTANT, args)
+                       .with_channel("commentary").with_recipient("functions." + fn["name"])
+                       .with_content_type("json"))
+            last_call = fn["name"]
+        else:
             if "thinking" in m and i == len(msgs) - 1:
                 out.append(h.Message.from_role_and_content(h.Role.ASSISTANT, m["thinking"])
                            .with_channel("analysis"))
             out.append(h.Message.from_role_and_content(h.Role.ASSISTANT, m["content"])
                        .with_channel("final"))
-        # auto_drop_analysis would drop the last turn's analysis, which training keeps.
-        keep = h.RenderConversationConfig(auto_drop_analysis=False)
-        convo = h.Conversation.from_messages(out)
-        text = enc.decode_utf8(enc.render_conversation_for_training(convo, config=keep))
-        # Known difference: the jinja template ends the developer instructions with "\n\n".
-        expect = case["text"].replace("\n\n<|end|><|start|>user", "<|end|><|start|>user", 1) \
-            if instructions else case["text"]
-        (same if text == expect else differ).append(case["name"])
-    return same, differ
+    return out
+
+
+def harmony_ids(enc, cases):
+    """Renders every harmony case with openai-harmony's render_conversation_for_training and,
+    where its text is the template's, stores its token ids in the case as "harmony_ids" (the
+    ids tests/test_chat.c expects from tune's render tokenized with o200k_harmony). Returns the
+    names of the cases whose text differs."""
+    import openai_harmony as h
+    # auto_drop_analysis would drop the last turn's analysis, which training keeps.
+    keep = h.RenderConversationConfig(auto_drop_analysis=False)
+    differ = []
+    for case in cases:
+        convo = h.Conversation.from_messages(harmony_messages(case["options"], case["messages"]))
+        ids = enc.render_conversation_for_training(convo, config=keep)
+        if enc.decode_utf8(ids) == case["text"]:
+            case["harmony_ids"] = ids
+        else:
+            differ.append(case["name"])
+    return differ
 
 
 def transformers_render(render_jinja_template, source, messages, kw):
@@ -370,21 +411,22 @@ def main():
                     assert any(m["content"] in text[s:e] for s, e in spans), f"{fmt}/{name}"
             cases.append({"name": name, "options": options, "messages": messages, "text": text,
                           "spans": byte_spans(text, spans)})
+        if fmt == "harmony":
+            enc = harmony_encoding()
+            if enc is None:
+                print("harmony: openai-harmony or bpe-openai not installed; no harmony_ids")
+            else:
+                differ = harmony_ids(enc, cases)
+                print(f"harmony: openai-harmony renders the template's text (developer \\n\\n "
+                      f"aside) for {len(cases) - len(differ)} of {len(cases)} conversations"
+                      + (f"; differs on {', '.join(differ)}" if differ else ""))
+                assert not differ, "harmony: openai-harmony and the template disagree"
         doc = {"format": fmt, "template": path, "cases": cases}
         with open(os.path.join(OUT, fmt + ".json"), "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, indent=1)
             f.write("\n")
         print(f"{fmt}: {len(cases)} conversations"
               + (" (transformers agrees)" if render_jinja_template else ""))
-        if fmt == "harmony":
-            check = harmony_check(cases)
-            if check is None:
-                print("harmony: openai-harmony or bpe-openai not installed; cross-check skipped")
-            else:
-                same, differ = check
-                print(f"harmony: openai-harmony agrees on {len(same)} of {len(same) + len(differ)} "
-                      f"comparable conversations (developer trailing \\n\\n aside)"
-                      + (f"; differs on {', '.join(differ)}" if differ else ""))
     return 0
 
 

