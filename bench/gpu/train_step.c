@@ -12,13 +12,15 @@
  * before each clock reading), the plan's total, what the backend held at its
  * peak (plan buffers + its workspace), and the device's bytes in use. With
  * --print-config it prints the preset's config.json instead, so that the
- * baseline builds the very same model. */
+ * baseline builds the very same model. With --profile each op is timed on
+ * its own (profile.h) and a table of where the step's time goes follows. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "backend/cuda/backend_cuda.h"
+#include "backend/profile.h"
 #include "base/rng.h"
 #include "model/llama.h"
 #include "plan/run.h"
@@ -74,9 +76,14 @@ int main(int argc, char **argv)
         die(err.msg);
     int steps = atoi(opt(argc, argv, "--steps", "10")), warmup = atoi(opt(argc, argv, "--warmup", "3"));
 
-    struct backend *be = backend_cuda(0, &err);
-    if (!be)
+    struct backend *gpu = backend_cuda(0, &err), *be = gpu;
+    if (!gpu)
         die(err.msg);
+    bool profile = false;
+    for (int i = 1; i < argc; i++)
+        profile = profile || !strcmp(argv[i], "--profile");
+    if (profile && !(be = backend_profiled(gpu)))
+        die("out of memory");
     struct llama m;
     if (llama_init(&m, &spec, &rc, be, 1, &err))
         die(err.msg);
@@ -106,8 +113,10 @@ int main(int argc, char **argv)
     double t0 = 0, loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
-            if (backend_cuda_check(be, &err))
+            if (backend_cuda_check(gpu, &err))
                 die(err.msg);
+            if (profile)
+                backend_profile_reset(be);
             t0 = now();
         }
         int64_t counted;
@@ -120,19 +129,23 @@ int main(int argc, char **argv)
         if (rc.method == METHOD_FULL)
             llama_refresh_weights(&m);
     }
-    if (backend_cuda_check(be, &err))
+    if (backend_cuda_check(gpu, &err))
         die(err.msg);
     double seconds = now() - t0;
+    if (profile)
+        backend_profile_print(be, stderr, steps);
     char name[256];
     size_t used, total;
-    backend_cuda_device_info(be, name, sizeof name, &used, &total);
+    backend_cuda_device_info(gpu, name, sizeof name, &used, &total);
     printf("{\"model\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"loss\":%.6f,\"planned_bytes\":%lld,"
            "\"held_peak_bytes\":%lld,\"device_used_bytes\":%zu,\"device\":\"%s\",\"trainable\":%lld}\n",
            model, (double)(T * steps) / seconds, 1e3 * seconds / steps, loss / (double)(T - rc.micro_batch),
-           (long long)m.plan.total, (long long)(be->bytes_peak + (int64_t)backend_cuda_workspace_bytes(be)), used, name,
+           (long long)m.plan.total, (long long)(gpu->bytes_peak + (int64_t)backend_cuda_workspace_bytes(gpu)), used, name,
            (long long)m.plan.trainable_params);
     llama_free(&m);
-    backend_cuda_free(be);
+    if (profile)
+        backend_profile_free(be);
+    backend_cuda_free(gpu);
     free(ids);
     free(labels);
     free(starts);

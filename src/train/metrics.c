@@ -74,6 +74,7 @@ static void series(char *buf, size_t len, const double *x, const double *y, int 
                    double ymax)
 {
     size_t at = 0;
+    buf[0] = 0; /* an empty series (every loss skipped) is an empty string */
     for (int i = 0; i < n && at + 32 < len; i++)
         at += (size_t)snprintf(buf + at, len - at, "%.1f,%.1f ", 60 + 560 * (x[i] / (xmax > 0 ? xmax : 1)),
                                30 + 300 * (1 - (y[i] - ymin) / (ymax > ymin ? ymax - ymin : 1)));

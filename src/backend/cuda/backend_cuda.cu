@@ -190,6 +190,7 @@ extern "C" void backend_cuda_free(struct backend *b)
     cudaFree(cb->lt_workspace);
     cudaFree(cb->convert);
     cudaFree(cb->reduce);
+    cuda_lt_plans_free(cb);
     if (cb->lt)
         cublasLtDestroy(cb->lt);
     if (cb->stream)

@@ -41,6 +41,8 @@ struct cuda_backend {
     size_t convert_bytes;
     void *reduce; /* partial sums (double) of bias/norm/sum-of-squares reductions */
     size_t reduce_bytes;
+    struct lt_plan *lt_plans; /* [n_lt_plans] cuBLASLt descriptors and algorithm per GEMM shape (matmul.cu) */
+    int n_lt_plans, cap_lt_plans;
     struct cuda_block *blocks; /* [n_blocks] what alloc handed out, for bytes_in_use on free */
     int n_blocks, cap_blocks;
     int failed;      /* set by the first failure */
@@ -48,6 +50,9 @@ struct cuda_backend {
 };
 
 static inline struct cuda_backend *cuda_of(struct backend *b) { return (struct cuda_backend *)b; }
+
+/* Releases the GEMM plans (backend_cuda_free). */
+void cuda_lt_plans_free(struct cuda_backend *cb);
 
 /* Keeps the first failure: "<statement> failed: <why> (in <func> at file:line, device d)". */
 void cuda_record_error(struct cuda_backend *cb, const char *statement, const char *why, const char *func,

@@ -15,6 +15,8 @@
  * stride ld is the column-major [c, r] matrix with leading dimension ld, its
  * transpose. So row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
  * cuBLASLt's A is our b, its B our a, its m = N, n = M. */
+#include <string.h>
+
 #include "backend/cuda/cuda_ops.cuh"
 
 /* An operand as stored: row-major, `trans` as in backend.h, row stride ld. */
@@ -38,54 +40,127 @@ static uint32_t alignment(const void *p)
     return a;
 }
 
+/* What one GEMM shape needs from cuBLASLt: the descriptors and the algorithm
+ * its heuristic chose. Made on a shape's first call and kept for the
+ * backend's life: a training step calls a few dozen shapes thousands of
+ * times, and the heuristic alone costs more than a small GEMM. */
+struct lt_plan {
+    int64_t M, N, K, lda, ldb, ldc;
+    enum dtype a_dtype, b_dtype, c_dtype;
+    bool ta, tb;
+    uint32_t al_a, al_b, al_c;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
+
+static void lt_plan_destroy(struct lt_plan *p)
+{
+    if (p->lc)
+        cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb)
+        cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la)
+        cublasLtMatrixLayoutDestroy(p->la);
+    if (p->op)
+        cublasLtMatmulDescDestroy(p->op);
+}
+
+void cuda_lt_plans_free(struct cuda_backend *cb)
+{
+    for (int i = 0; i < cb->n_lt_plans; i++)
+        lt_plan_destroy(&cb->lt_plans[i]);
+    free(cb->lt_plans);
+    cb->lt_plans = NULL;
+    cb->n_lt_plans = cb->cap_lt_plans = 0;
+}
+
+/* Fills p's descriptors and algorithm for its shape; false (recorded in cb) on failure. */
+static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p)
+{
+    cublasOperation_t opa = p->tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our b */
+    cublasOperation_t opb = p->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    int64_t M = p->M, N = p->N, K = p->K;
+    CUBLAS_CHECK(cb, cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cb, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CUBLAS_CHECK(cb, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    /* Stored shapes, column-major: our b is [N, K] (or [K, N] transposed), our a [K, M] (or [M, K]). */
+    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->la, lt_type(p->b_dtype), p->tb ? K : N, p->tb ? N : K, p->ldb));
+    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->lb, lt_type(p->a_dtype), p->ta ? M : K, p->ta ? K : M, p->lda));
+    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->lc, lt_type(p->c_dtype), N, M, p->ldc));
+    cublasLtMatmulPreference_t pref = NULL;
+    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = cb->lt_workspace_bytes;
+    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    const struct {
+        cublasLtMatmulPreferenceAttributes_t attr;
+        uint32_t *value;
+    } al[] = {{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &p->al_b}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &p->al_a},
+              {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &p->al_c}, {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &p->al_c}};
+    for (const auto &x : al)
+        CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, x.attr, x.value, sizeof *x.value));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    if (!cb->failed)
+        CUBLAS_CHECK(cb, cublasLtMatmulAlgoGetHeuristic(cb->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &heur, &found));
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    if (!cb->failed && found == 0)
+        cuda_record_error(cb, "cublasLtMatmulAlgoGetHeuristic", "no algorithm for this GEMM", __func__, __FILE__,
+                          __LINE__);
+    if (cb->failed)
+        return false;
+    p->algo = heur.algo;
+    return true;
+}
+
+/* The plan of this shape, made on first use; NULL on failure. */
+static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct lt_plan *key)
+{
+    for (int i = 0; i < cb->n_lt_plans; i++) {
+        const struct lt_plan *p = &cb->lt_plans[i];
+        if (p->M == key->M && p->N == key->N && p->K == key->K && p->lda == key->lda && p->ldb == key->ldb &&
+            p->ldc == key->ldc && p->a_dtype == key->a_dtype && p->b_dtype == key->b_dtype &&
+            p->c_dtype == key->c_dtype && p->ta == key->ta && p->tb == key->tb && p->al_a == key->al_a &&
+            p->al_b == key->al_b && p->al_c == key->al_c)
+            return p;
+    }
+    if (cb->n_lt_plans == cb->cap_lt_plans) {
+        int cap = cb->cap_lt_plans ? 2 * cb->cap_lt_plans : 64;
+        struct lt_plan *grown = (struct lt_plan *)realloc(cb->lt_plans, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            cuda_record_error(cb, "realloc", "out of host memory for GEMM plans", __func__, __FILE__, __LINE__);
+            return NULL;
+        }
+        cb->lt_plans = grown;
+        cb->cap_lt_plans = cap;
+    }
+    struct lt_plan *p = &cb->lt_plans[cb->n_lt_plans];
+    *p = *key;
+    p->op = NULL, p->la = p->lb = p->lc = NULL;
+    if (!lt_plan_make(cb, p)) {
+        lt_plan_destroy(p);
+        return NULL;
+    }
+    cb->n_lt_plans++;
+    return p;
+}
+
 /* c[M, N] (row stride ldc) = alpha op(a)[M, K] op(b)[K, N] + beta c. */
 static void lt_gemm(struct cuda_backend *cb, int64_t M, int64_t N, int64_t K, struct operand a, struct operand b,
                     void *c, enum dtype c_dtype, int64_t ldc, float alpha, float beta)
 {
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasOperation_t opa = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our b */
-    cublasOperation_t opb = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
-    CUBLAS_CHECK(cb, cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CUBLAS_CHECK(cb, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    CUBLAS_CHECK(cb, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    /* Stored shapes, column-major: our b is [N, K] (or [K, N] transposed), our a [K, M] (or [M, K]). */
-    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&la, lt_type(b.dtype), b.trans ? K : N, b.trans ? N : K, b.ld));
-    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&lb, lt_type(a.dtype), a.trans ? M : K, a.trans ? K : M, a.ld));
-    CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&lc, lt_type(c_dtype), N, M, ldc));
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceCreate(&pref));
-    size_t ws = cb->lt_workspace_bytes;
-    uint32_t al_a = alignment(b.data), al_b = alignment(a.data), al_c = alignment(c);
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                                          sizeof al_a));
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                                          sizeof al_b));
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                                          sizeof al_c));
-    CUBLAS_CHECK(cb, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                                          sizeof al_c));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    if (!cb->failed)
-        CUBLAS_CHECK(cb, cublasLtMatmulAlgoGetHeuristic(cb->lt, op, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (!cb->failed && found == 0)
-        cuda_record_error(cb, "cublasLtMatmulAlgoGetHeuristic", "no algorithm for this GEMM", __func__, __FILE__,
-                          __LINE__);
-    if (!cb->failed)
-        CUBLAS_CHECK(cb, cublasLtMatmul(cb->lt, op, &alpha, b.data, la, a.data, lb, &beta, c, lc, c, lc, &heur.algo,
-                                        cb->lt_workspace, ws, cb->stream));
-    if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
-    if (lc)
-        cublasLtMatrixLayoutDestroy(lc);
-    if (lb)
-        cublasLtMatrixLayoutDestroy(lb);
-    if (la)
-        cublasLtMatrixLayoutDestroy(la);
-    if (op)
-        cublasLtMatmulDescDestroy(op);
+    if (cb->failed)
+        return;
+    struct lt_plan key;
+    memset(&key, 0, sizeof key);
+    key.M = M, key.N = N, key.K = K, key.lda = a.ld, key.ldb = b.ld, key.ldc = ldc;
+    key.a_dtype = a.dtype, key.b_dtype = b.dtype, key.c_dtype = c_dtype, key.ta = a.trans, key.tb = b.trans;
+    key.al_a = alignment(a.data), key.al_b = alignment(b.data), key.al_c = alignment(c);
+    const struct lt_plan *p = lt_plan_for(cb, &key);
+    if (p)
+        CUBLAS_CHECK(cb, cublasLtMatmul(cb->lt, p->op, &alpha, b.data, p->la, a.data, p->lb, &beta, c, p->lc, c, p->lc,
+                                        &p->algo, cb->lt_workspace, cb->lt_workspace_bytes, cb->stream));
 }
 
 extern "C" void cuda_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta,
