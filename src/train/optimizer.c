@@ -1,5 +1,6 @@
-/* See optimizer.h. Works instance by instance: the plan pads each instance
- * to PLAN_ALIGN, so a buffer's instances are not one contiguous array. */
+/* See optimizer.h. AdamW works instance by instance: the plan pads each
+ * instance to PLAN_ALIGN, so a buffer's instances are not one contiguous
+ * array, and parameters, gradients and moments live in different blocks. */
 #include "train/optimizer.h"
 
 #include <math.h>
@@ -30,8 +31,27 @@ static void add_squares(void *ctx, const struct plan_buffer *b, int64_t inst)
     c->sum += c->be->sum_squares(c->be, &t);
 }
 
+/* The gradients as one fp32 array when they can be: every buffer fp32 and in
+ * the device block, whose padding between instances the arena zeroed and no
+ * op writes. Then the norm and the clip are one call each instead of one per
+ * tensor (hundreds for LoRA on every linear, each norm call a device wait). */
+static bool grads_as_one(const struct plan_arena *a, struct tensor *all)
+{
+    const struct mem_plan *p = a->plan;
+    if (!a->block[PLAN_GRADS] || p->per_gpu[PLAN_GRADS] % 4)
+        return false;
+    for (int i = 0; i < p->n; i++)
+        if (p->buf[i].category == PLAN_GRADS && (p->buf[i].dtype != DTYPE_F32 || p->buf[i].on_host))
+            return false;
+    *all = tensor_1d(a->block[PLAN_GRADS], DTYPE_F32, p->per_gpu[PLAN_GRADS] / 4);
+    return true;
+}
+
 double optim_grad_norm(struct backend *be, const struct plan_arena *a)
 {
+    struct tensor all;
+    if (grads_as_one(a, &all))
+        return sqrt(be->sum_squares(be, &all));
     struct norm_ctx c = {be, a, 0, 1};
     each_instance(a, PLAN_GRADS, add_squares, &c);
     return sqrt(c.sum);
@@ -49,6 +69,11 @@ void optim_clip(struct backend *be, const struct plan_arena *a, double norm, dou
     double coef = max_norm / (norm + 1e-6);
     if (max_norm <= 0 || coef >= 1)
         return;
+    struct tensor all;
+    if (grads_as_one(a, &all)) {
+        be->scale(be, &all, (float)coef);
+        return;
+    }
     struct norm_ctx c = {be, a, 0, (float)coef};
     each_instance(a, PLAN_GRADS, scale_one, &c);
 }

@@ -657,6 +657,7 @@ static void test_attention(void)
         {B, 16, 4, 64, 64, true, 4, {0, 100, 230, 231, 300}},
         {B, 8, 2, 128, 0, false, 2, {0, 700, 1024}},
         {B, 8, 1, 64, 128, true, 3, {0, 300, 301, 777}}, /* gpt-oss: sliding window 128, head dim 64 */
+        {B, 6, 2, 64, 0, false, 2, {0, 100, 260}},         /* an odd group of 3 heads */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         test_attention_case(&cases[i]);
@@ -690,24 +691,27 @@ static void test_attention_cached(void)
 static void test_swiglu(void)
 {
     printf("swiglu\n");
-    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    /* bf16 twice: 8-element words (64 x 1000) and the element-wise path (3 x 7). */
+    const enum dtype kinds[3] = {DTYPE_F32, DTYPE_BF16, DTYPE_BF16};
+    const int64_t rows[3] = {64, 64, 3}, cols[3] = {1001, 1000, 7};
     char what[128];
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         enum dtype dt = kinds[k];
         double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
-        struct pair gate = P2(dt, 64, 1001), up = P2(dt, 64, 1001), h = P2(dt, 64, 1001);
+        int64_t R = rows[k], C = cols[k];
+        struct pair gate = P2(dt, R, C), up = P2(dt, R, C), h = P2(dt, R, C);
         fill_random(&gate, -12, 12), fill_random(&up, -2, 2), fill_nan(&h);
         cpu->swiglu(cpu, &h.c, &gate.c, &up.c);
         gpu->swiglu(gpu, &h.g, &gate.g, &up.g);
-        snprintf(what, sizeof what, "swiglu %s", dt_name(dt));
+        snprintf(what, sizeof what, "swiglu %s %lldx%lld", dt_name(dt), (long long)R, (long long)C);
         compare(what, &h, tol);
-        struct pair dh = P2(dt, 64, 1001), dgate = P2(dt, 64, 1001), dup = P2(dt, 64, 1001);
+        struct pair dh = P2(dt, R, C), dgate = P2(dt, R, C), dup = P2(dt, R, C);
         fill_random(&dh, -1, 1), fill_nan(&dgate), fill_nan(&dup);
         cpu->swiglu_backward(cpu, &dgate.c, &dup.c, &dh.c, &gate.c, &up.c);
         gpu->swiglu_backward(gpu, &dgate.g, &dup.g, &dh.g, &gate.g, &up.g);
-        snprintf(what, sizeof what, "swiglu_backward %s: dgate", dt_name(dt));
+        snprintf(what, sizeof what, "swiglu_backward %s %lldx%lld: dgate", dt_name(dt), (long long)R, (long long)C);
         compare(what, &dgate, tol);
-        snprintf(what, sizeof what, "swiglu_backward %s: dup", dt_name(dt));
+        snprintf(what, sizeof what, "swiglu_backward %s %lldx%lld: dup", dt_name(dt), (long long)R, (long long)C);
         compare(what, &dup, tol);
         case_end();
     }

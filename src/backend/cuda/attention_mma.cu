@@ -14,8 +14,9 @@
  *    per tile rather than stored.
  * Semantics are attention.cu's (the masks, GQA, windows, sinks in the
  * denominator, lse [H, T] in natural log); its dsinks kernel runs after these.
- * Shared rows are padded by 8 bf16 (16 bytes) so that the fragment loads of
- * a warp fall in distinct banks. */
+ * Operands reach the registers through ldmatrix (plain and transposed);
+ * shared rows are padded by 8 bf16 (16 bytes) so that the eight rows of each
+ * 8x8 matrix fall in distinct banks. */
 #include <stdint.h>
 
 #include "backend/cuda/attention.cuh"
@@ -44,22 +45,36 @@ static __device__ __forceinline__ uint32_t pack2(float lo, float hi)
     return *(uint32_t *)&v;
 }
 
-/* Two adjacent bf16 of a row as one register. */
-static __device__ __forceinline__ uint32_t ld2(const bf16 *p) { return *(const uint32_t *)p; }
-
-/* The bf16 at p and at p + stride (two rows, one column) as one register. */
-static __device__ __forceinline__ uint32_t ld2_col(const bf16 *p, int stride)
+/* ldmatrix: four 8x8 bf16 matrices of shared memory into one register each;
+ * thread t gives the address of row t % 8 of matrix t / 8 (16 bytes, 16-byte
+ * aligned) and gets, of matrix i, row t / 4 and columns 2 (t % 4) and the
+ * next, or with .trans the transpose's. One instruction where 16-bit loads
+ * took eight. */
+static __device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16 *p)
 {
-    return (uint32_t)*(const uint16_t *)p | ((uint32_t)*(const uint16_t *)(p + stride) << 16);
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+static __device__ __forceinline__ void ldsm4_trans(uint32_t r[4], const bf16 *p)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 }
 
 /* Rows [0, rows) of a [rows][D] tile whose row r is src + r * stride, into
- * dst [rows][D + PAD]; rows from `valid` on are zeros. 16-byte copies. */
+ * dst [rows][D + PAD]; rows from `valid` on are zeros. 16-byte copies by the
+ * `threads` threads numbered `tid` (a block, or one warp group of it). */
 template <int D>
-static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t stride, int rows, int valid)
+static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int64_t stride, int rows, int valid,
+                                                 int tid = threadIdx.x, int threads = MMA_THREADS)
 {
     constexpr int V = D / 8;
-    for (int e = threadIdx.x; e < rows * V; e += MMA_THREADS) {
+    for (int e = tid; e < rows * V; e += threads) {
         int r = e / V, c = e % V;
         uint4 x = make_uint4(0, 0, 0, 0);
         if (r < valid)
@@ -68,16 +83,30 @@ static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int
     }
 }
 
-/* The A fragment (16 rows from row0, 16 columns from col0) of a [.][D + PAD] tile. */
+/* Fragments of a [.][D + PAD] tile, through ldmatrix (lane = threadIdx.x % 32):
+ * frag_a: the A operand (rows row0.., k = col0..col0+15), row-major.
+ * frag_b2: the B operands of two n-tiles when the tile is stored [n][k] (keys
+ *   by head dim: Q K^T, dO V^T): r[0], r[1] for n-tile n0, r[2], r[3] for n0 + 8.
+ * frag_b2_trans: the same when it is stored [k][n] (P V, dS K, P^T dO, dS^T Q). */
 template <int D>
 static __device__ __forceinline__ void frag_a(uint32_t a[4], const bf16 *tile, int row0, int col0)
 {
-    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const bf16 *p = tile + (row0 + g) * (D + PAD) + col0 + 2 * t;
-    a[0] = ld2(p);
-    a[1] = ld2(p + 8 * (D + PAD));
-    a[2] = ld2(p + 8);
-    a[3] = ld2(p + 8 * (D + PAD) + 8);
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    ldsm4(a, tile + (row0 + (mi & 1) * 8 + lane % 8) * (D + PAD) + col0 + (mi >> 1) * 8);
+}
+
+template <int D>
+static __device__ __forceinline__ void frag_b2(uint32_t r[4], const bf16 *tile, int n0, int k0)
+{
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    ldsm4(r, tile + (n0 + (mi >> 1) * 8 + lane % 8) * (D + PAD) + k0 + (mi & 1) * 8);
+}
+
+template <int D>
+static __device__ __forceinline__ void frag_b2_trans(uint32_t r[4], const bf16 *tile, int k0, int n0)
+{
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    ldsm4_trans(r, tile + (k0 + (mi & 1) * 8 + lane % 8) * (D + PAD) + n0 + (mi >> 1) * 8);
 }
 
 /* Sum over the four threads of a quad (the threads holding one row). */
@@ -94,13 +123,13 @@ static __device__ __forceinline__ float quad_max(float x)
 }
 
 /* dout_i . out_i for rows [0, rows) of a tile (dO in shared memory, out in
- * global), one warp per row at a time, into delta[]. */
+ * global), one warp per row at a time, into delta[]; threads as load_tile's. */
 template <int D>
 static __device__ __forceinline__ void tile_delta(float *delta, const bf16 *dOs, const bf16 *out, int64_t stride,
-                                                  int rows, int valid)
+                                                  int rows, int valid, int tid = threadIdx.x, int threads = MMA_THREADS)
 {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int r = warp; r < rows; r += MMA_THREADS / 32) {
+    const int warp = tid / 32, lane = tid % 32;
+    for (int r = warp; r < rows; r += threads / 32) {
         float s = 0;
         if (r < valid)
             for (int x = lane; x < D; x += 32)
@@ -153,9 +182,11 @@ static __global__ void __launch_bounds__(MMA_THREADS)
         for (int kc = 0; kc < D / 16; kc++) {
             uint32_t a[4];
             frag_a<D>(a, Qs, warp * 16, kc * 16);
-            for (int n = 0; n < 8; n++) {
-                const bf16 *p = Ks + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
-                mma16816(s[n], a, ld2(p), ld2(p + 8));
+            for (int n = 0; n < 8; n += 2) {
+                uint32_t b[4];
+                frag_b2<D>(b, Ks, n * 8, kc * 16);
+                mma16816(s[n], a, b[0], b[1]);
+                mma16816(s[n + 1], a, b[2], b[3]);
             }
         }
         float mx[2] = {m[0], m[1]};
@@ -187,9 +218,11 @@ static __global__ void __launch_bounds__(MMA_THREADS)
         for (int kc = 0; kc < TILE / 16; kc++) {
             uint32_t a[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
                              pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-            for (int n = 0; n < DT; n++) {
-                const bf16 *p = Vs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
-                mma16816(o[n], a, ld2_col(p, LD), ld2_col(p + 8 * LD, LD));
+            for (int n = 0; n < DT; n += 2) {
+                uint32_t b[4];
+                frag_b2_trans<D>(b, Vs, kc * 16, n * 8);
+                mma16816(o[n], a, b[0], b[1]);
+                mma16816(o[n + 1], a, b[2], b[3]);
             }
         }
     }
@@ -255,11 +288,14 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct at
             uint32_t fq[4], fo[4];
             frag_a<D>(fq, Qs, warp * 16, kc * 16);
             frag_a<D>(fo, dOs, warp * 16, kc * 16);
-            for (int n = 0; n < 8; n++) {
-                const bf16 *pk = Ks + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
-                const bf16 *pv = Vs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
-                mma16816(s[n], fq, ld2(pk), ld2(pk + 8));
-                mma16816(dp[n], fo, ld2(pv), ld2(pv + 8));
+            for (int n = 0; n < 8; n += 2) {
+                uint32_t bk[4], bv[4];
+                frag_b2<D>(bk, Ks, n * 8, kc * 16);
+                frag_b2<D>(bv, Vs, n * 8, kc * 16);
+                mma16816(s[n], fq, bk[0], bk[1]);
+                mma16816(s[n + 1], fq, bk[2], bk[3]);
+                mma16816(dp[n], fo, bv[0], bv[1]);
+                mma16816(dp[n + 1], fo, bv[2], bv[3]);
             }
         }
         for (int n = 0; n < 8; n++)
@@ -272,9 +308,11 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct at
         for (int kc = 0; kc < TILE / 16; kc++) {
             uint32_t fs[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
                               pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-            for (int n = 0; n < DT; n++) {
-                const bf16 *p = Ks + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
-                mma16816(dq[n], fs, ld2_col(p, LD), ld2_col(p + 8 * LD, LD));
+            for (int n = 0; n < DT; n += 2) {
+                uint32_t b[4];
+                frag_b2_trans<D>(b, Ks, kc * 16, n * 8);
+                mma16816(dq[n], fs, b[0], b[1]);
+                mma16816(dq[n + 1], fs, b[2], b[3]);
             }
         }
     }
@@ -289,20 +327,34 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct at
 
 /* ---- backward: dk, dv ---- */
 
-template <int D>
-static __global__ void __launch_bounds__(MMA_THREADS) attention_dkdv_mma(struct att_bwd_args a, struct att_dims d)
+/* Waits for the 128 threads of warp group wg only (named barrier 1 + wg). */
+static __device__ __forceinline__ void group_sync(int wg)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "r"(MMA_THREADS));
+}
+
+/* Block (64-key tile, kv head g) of WG warp groups: group wg takes the
+ * query heads g * group + wg, + WG, ... of the kv group, so a causal key tile
+ * near the start, which every later query sees, is not one group's long
+ * serial walk over all the heads; at the end group 0 adds the others'
+ * accumulators, in order, through shared memory. */
+template <int D, int WG>
+static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(struct att_bwd_args a, struct att_dims d)
 {
     constexpr int LD = D + PAD, DT = D / 8, NQ = DKDV_BQ / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD, *dOs = Qs + DKDV_BQ * LD;
-    float *delta = (float *)(dOs + DKDV_BQ * LD), *lse2 = delta + DKDV_BQ;
-    int64_t *fq = (int64_t *)(lse2 + DKDV_BQ);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
+    const int warp = threadIdx.x / 32 % 4, wg = threadIdx.x / MMA_THREADS, tid = threadIdx.x % MMA_THREADS;
+    const int lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
+    bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD + wg * 2 * DKDV_BQ * LD;
+    bf16 *dOs = Qs + DKDV_BQ * LD;
+    float *delta = (float *)(Vs + TILE * LD + WG * 2 * DKDV_BQ * LD) + wg * 2 * DKDV_BQ, *lse2 = delta + DKDV_BQ;
+    int64_t *fq = (int64_t *)((float *)(Vs + TILE * LD + WG * 2 * DKDV_BQ * LD) + WG * 2 * DKDV_BQ) + wg * DKDV_BQ;
     const int64_t T = d.T, H = d.H, k0 = (int64_t)blockIdx.x * TILE, g = blockIdx.y;
     const int keys = (int)min((int64_t)TILE, T - k0);
 
-    load_tile<D>(Ks, (const bf16 *)a.k + (k0 * d.KV + g) * D, d.KV * D, TILE, keys);
-    load_tile<D>(Vs, (const bf16 *)a.v + (k0 * d.KV + g) * D, d.KV * D, TILE, keys);
+    load_tile<D>(Ks, (const bf16 *)a.k + (k0 * d.KV + g) * D, d.KV * D, TILE, keys, threadIdx.x, MMA_THREADS * WG);
+    load_tile<D>(Vs, (const bf16 *)a.v + (k0 * d.KV + g) * D, d.KV * D, TILE, keys, threadIdx.x, MMA_THREADS * WG);
+    __syncthreads();
     const int64_t j[2] = {k0 + warp * 16 + gr, k0 + warp * 16 + gr + 8}, warp_first = k0 + warp * 16;
     const int64_t qend = end_query(a.starts, d.S, d.window, k0 + keys - 1);
     const float sl2 = d.scale * LOG2E;
@@ -311,21 +363,21 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dkdv_mma(struct 
         for (int e = 0; e < 4; e++)
             dk[n][e] = dv[n][e] = 0;
 
-    for (int64_t hh = 0; hh < d.group; hh++) {
+    for (int64_t hh = wg; hh < d.group; hh += WG) {
         const int64_t h = g * d.group + hh;
         for (int64_t i0 = k0; i0 < qend; i0 += DKDV_BQ) {
             const int nq = (int)min((int64_t)DKDV_BQ, qend - i0);
             const int64_t at = (i0 * H + h) * D;
-            __syncthreads();
-            load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, DKDV_BQ, nq);
-            load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, DKDV_BQ, nq);
-            for (int r = threadIdx.x; r < DKDV_BQ; r += MMA_THREADS) {
+            group_sync(wg);
+            load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, DKDV_BQ, nq, tid);
+            load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, DKDV_BQ, nq, tid);
+            for (int r = tid; r < DKDV_BQ; r += MMA_THREADS) {
                 lse2[r] = r < nq ? a.lse[h * T + i0 + r] * LOG2E : 0.0f;
                 fq[r] = r < nq ? first_key(a.starts, d.S, d.window, i0 + r) : INT64_MAX;
             }
-            __syncthreads();
-            tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, DKDV_BQ, nq);
-            __syncthreads();
+            group_sync(wg);
+            tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, DKDV_BQ, nq, tid);
+            group_sync(wg);
             if (warp_first > i0 + nq - 1)
                 continue; /* this warp's keys come after every query of the tile */
             float s[NQ][4], dp[NQ][4];
@@ -336,11 +388,14 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dkdv_mma(struct 
                 uint32_t fk[4], fv[4];
                 frag_a<D>(fk, Ks, warp * 16, kc * 16);
                 frag_a<D>(fv, Vs, warp * 16, kc * 16);
-                for (int n = 0; n < NQ; n++) {
-                    const bf16 *pq = Qs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
-                    const bf16 *po = dOs + (n * 8 + gr) * LD + kc * 16 + 2 * t4;
-                    mma16816(s[n], fk, ld2(pq), ld2(pq + 8));
-                    mma16816(dp[n], fv, ld2(po), ld2(po + 8));
+                for (int n = 0; n < NQ; n += 2) {
+                    uint32_t bq[4], bo[4];
+                    frag_b2<D>(bq, Qs, n * 8, kc * 16);
+                    frag_b2<D>(bo, dOs, n * 8, kc * 16);
+                    mma16816(s[n], fk, bq[0], bq[1]);
+                    mma16816(s[n + 1], fk, bq[2], bq[3]);
+                    mma16816(dp[n], fv, bo[0], bo[1]);
+                    mma16816(dp[n + 1], fv, bo[2], bo[3]);
                 }
             }
             for (int n = 0; n < NQ; n++)
@@ -358,14 +413,40 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dkdv_mma(struct 
                 uint32_t fs[4] = {pack2(dp[2 * kc][0], dp[2 * kc][1]), pack2(dp[2 * kc][2], dp[2 * kc][3]),
                                   pack2(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
                                   pack2(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
-                for (int n = 0; n < DT; n++) {
-                    const bf16 *po = dOs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
-                    const bf16 *pq = Qs + (kc * 16 + 2 * t4) * LD + n * 8 + gr;
-                    mma16816(dv[n], fp, ld2_col(po, LD), ld2_col(po + 8 * LD, LD));
-                    mma16816(dk[n], fs, ld2_col(pq, LD), ld2_col(pq + 8 * LD, LD));
+                for (int n = 0; n < DT; n += 2) {
+                    uint32_t bo[4], bq[4];
+                    frag_b2_trans<D>(bo, dOs, kc * 16, n * 8);
+                    frag_b2_trans<D>(bq, Qs, kc * 16, n * 8);
+                    mma16816(dv[n], fp, bo[0], bo[1]);
+                    mma16816(dv[n + 1], fp, bo[2], bo[3]);
+                    mma16816(dk[n], fs, bq[0], bq[1]);
+                    mma16816(dk[n + 1], fs, bq[2], bq[3]);
                 }
             }
         }
+    }
+    if (WG > 1) {
+        /* Groups 1.. hand their sums to group 0 through the (now free) shared memory, element e of
+         * thread tid at e * 128 + tid: consecutive threads, consecutive banks. */
+        float *sums = (float *)smem_raw;
+        for (int w = 1; w < WG; w++) {
+            __syncthreads();
+            if (wg == w)
+                for (int n = 0; n < DT; n++)
+                    for (int e = 0; e < 4; e++) {
+                        sums[((n * 4 + e) * 2) * MMA_THREADS + tid] = dk[n][e];
+                        sums[((n * 4 + e) * 2 + 1) * MMA_THREADS + tid] = dv[n][e];
+                    }
+            __syncthreads();
+            if (wg == 0)
+                for (int n = 0; n < DT; n++)
+                    for (int e = 0; e < 4; e++) {
+                        dk[n][e] += sums[((n * 4 + e) * 2) * MMA_THREADS + tid];
+                        dv[n][e] += sums[((n * 4 + e) * 2 + 1) * MMA_THREADS + tid];
+                    }
+        }
+        if (wg != 0)
+            return;
     }
     for (int r = 0; r < 2; r++) {
         if (j[r] >= T)
@@ -408,6 +489,19 @@ bool attention_mma_forward(struct cuda_backend *cb, void *out, float *lse, const
     return true;
 }
 
+template <int D, int WG>
+static void launch_dkdv(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d, dim3 grid)
+{
+    size_t smem = sizeof(bf16) * (2 * TILE + WG * 2 * DKDV_BQ) * (D + PAD) +
+                  WG * (2 * sizeof(float) + sizeof(int64_t)) * DKDV_BQ;
+    /* Group 0 gathers the others' sums in the same memory: 8 D floats per thread. */
+    size_t gather = WG > 1 ? sizeof(float) * 8 * (D / 8) * MMA_THREADS : 0;
+    smem = smem > gather ? smem : gather;
+    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dkdv_mma<D, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
+    CUDA_LAUNCH(cb, (attention_dkdv_mma<D, WG>), grid, MMA_THREADS * WG, smem, *a, *d);
+}
+
 template <int D>
 static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d)
 {
@@ -415,10 +509,11 @@ static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid_q((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->H);
     CUDA_LAUNCH(cb, attention_dq_mma<D>, grid_q, MMA_THREADS, smem, *a, *d);
-    smem = sizeof(bf16) * (2 * TILE + 2 * DKDV_BQ) * (D + PAD) + (2 * sizeof(float) + sizeof(int64_t)) * DKDV_BQ;
-    CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dkdv_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid_k((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->KV);
-    CUDA_LAUNCH(cb, attention_dkdv_mma<D>, grid_k, MMA_THREADS, smem, *a, *d);
+    if (d->group % 2 == 0)
+        launch_dkdv<D, 2>(cb, a, d, grid_k);
+    else
+        launch_dkdv<D, 1>(cb, a, d, grid_k);
 }
 
 bool attention_mma_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d,
