@@ -5,7 +5,9 @@
  * two sequences. The loss, the gradient of every LoRA tensor, three AdamW
  * steps with a schedule and clipping, generation logits and PEFT's merge must
  * match (fp32 paths: relative L2 error < 1e-5); the adapter must survive a
- * save and a load byte for byte. */
+ * save and a load byte for byte. And an adapter written by `tune train` on
+ * examples/models/tiny-llama, loaded by PEFT, must give transformers the
+ * logits tune gives with it (tests/fixtures/peft_roundtrip). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,38 +41,58 @@ static double rel_l2(const float *got, const float *want, int64_t n)
 }
 
 struct fixture {
-    const char *dir;
+    const char *dir;      /* the base model */
+    char adapter[256];    /* its PEFT adapter */
     struct model_spec spec;
     struct run_config rc;
     struct llama m;
     struct st_file golden;
 };
 
-/* Loads a model of the fixture with its adapter, for rc. */
+/* Loads the fixture's base model for rc on the CPU backend; with a LoRA rc,
+ * its factors stay zero (no adapter). */
+static void load_base(struct fixture *f, struct llama *m, const struct run_config *rc)
+{
+    tune_err err = {{0}};
+    if (llama_init(m, &f->spec, rc, backend_cpu(), 7, &err) || llama_load_weights(m, f->dir, &err))
+        fail_msg("%s: %s", f->dir, err.msg);
+}
+
+/* Loads the fixture's base model with its adapter, for rc. */
 static void load_model(struct fixture *f, struct llama *m, const struct run_config *rc)
 {
-    char adapter[256];
-    snprintf(adapter, sizeof adapter, "%s/adapter", f->dir);
+    load_base(f, m, rc);
     tune_err err = {{0}};
-    if (llama_init(m, &f->spec, rc, backend_cpu(), 7, &err) || llama_load_weights(m, f->dir, &err) ||
-        peft_load_adapter(m, adapter, &err))
-        fail_msg("%s: %s", f->dir, err.msg);
+    if (peft_load_adapter(m, f->adapter, &err))
+        fail_msg("%s: %s", f->adapter, err.msg);
+}
+
+/* The spec of the base model in dir, the goldens, and the run config of the
+ * adapter on the CPU backend (fp32 whatever the checkpoint's dtype); the
+ * caller sets seq and the rest, and loads the model. */
+static struct fixture *fixture_open(const char *dir, const char *adapter, const char *golden)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = dir;
+    snprintf(f->adapter, sizeof f->adapter, "%s", adapter);
+    tune_err err = {{0}};
+    if (spec_resolve(&f->spec, dir, &err) || st_file_open(&f->golden, golden, &err))
+        fail_msg("%s", err.msg);
+    run_config_default(&f->rc, &f->spec);
+    f->rc.device = DEVICE_CPU;
+    if (peft_read_config(adapter, &f->spec, &f->rc, &err))
+        fail_msg("%s", err.msg);
+    return f;
 }
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->dir = *state;
-    char path[256];
-    tune_err err = {{0}};
-    snprintf(path, sizeof path, "%s/golden.safetensors", f->dir);
-    if (spec_resolve(&f->spec, f->dir, &err) || st_file_open(&f->golden, path, &err))
-        fail_msg("%s", err.msg);
-    run_config_default(&f->rc, &f->spec);
-    f->rc.device = DEVICE_CPU;
-    snprintf(path, sizeof path, "%s/adapter", f->dir);
-    if (peft_read_config(path, &f->spec, &f->rc, &err))
-        fail_msg("%s", err.msg);
+    const char *dir = *state;
+    char adapter[256], golden[256];
+    snprintf(adapter, sizeof adapter, "%s/adapter", dir);
+    snprintf(golden, sizeof golden, "%s/golden.safetensors", dir);
+    struct fixture *f = fixture_open(dir, adapter, golden);
     f->rc.seq = 12;
     f->rc.micro_batch = 1;
     load_model(f, &f->m, &f->rc);
@@ -159,7 +181,7 @@ static void test_adapter_round_trip(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     assert_int_equal(st_file_open(&a, path, &err), 0);
-    snprintf(path, sizeof path, "%s/adapter/adapter_model.safetensors", f->dir);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", f->adapter);
     assert_int_equal(st_file_open(&b, path, &err), 0);
     assert_int_equal(a.n_tensors, b.n_tensors);
     for (int i = 0; i < a.n_tensors; i++) {
@@ -223,9 +245,7 @@ static void test_merge_matches_peft(void **state)
     char dir[] = "/tmp/tune-merged-XXXXXX", cmd[600];
     assert_non_null(mkdtemp(dir));
     tune_err err = {{0}};
-    char adapter[256];
-    snprintf(adapter, sizeof adapter, "%s/adapter", f->dir);
-    if (merge_lora(f->dir, adapter, dir, 1LL << 30, &err))
+    if (merge_lora(f->dir, f->adapter, dir, 1LL << 30, &err))
         fail_msg("%s", err.msg);
     struct st_model merged, base;
     assert_int_equal(st_model_open(&merged, dir, &err), 0);
@@ -353,8 +373,7 @@ static void test_full_finetune_grads(void **state)
     rc.targets = 0;
     struct llama m;
     tune_err err = {{0}};
-    if (llama_init(&m, &f->spec, &rc, backend_cpu(), 7, &err) || llama_load_weights(&m, f->dir, &err))
-        fail_msg("%s", err.msg);
+    load_base(f, &m, &rc);
     struct llama_batch b = golden_batch(f);
     int32_t count = *(const int32_t *)st_file_find(&f->golden, "count")->data;
     int64_t counted;
@@ -390,6 +409,88 @@ static void test_full_finetune_grads(void **state)
     llama_free(&m);
 }
 
+/* The adapter of `tune train` and transformers' logits with it on examples/models/tiny-llama. */
+#define ROUNDTRIP_ADAPTER "tests/fixtures/peft_roundtrip"
+
+static int setup_roundtrip(void **state)
+{
+    struct fixture *f =
+        fixture_open("examples/models/tiny-llama", ROUNDTRIP_ADAPTER, ROUNDTRIP_ADAPTER "/logits.safetensors");
+    const struct st_tensor *starts = st_file_find(&f->golden, "starts");
+    assert_non_null(starts);
+    const int32_t *s = starts->data;
+    f->rc.seq = 0;
+    for (int64_t i = 0; i + 1 < starts->shape[0]; i++)
+        f->rc.seq = s[i + 1] - s[i] > f->rc.seq ? s[i + 1] - s[i] : f->rc.seq;
+    f->rc.micro_batch = 1;
+    f->rc.lora_dropout = 0;
+    f->rc.grad_ckpt = GRAD_CKPT_FULL; /* what llama_decode needs, as in `tune generate` */
+    load_model(f, &f->m, &f->rc);
+    *state = f;
+    return 0;
+}
+
+/* The logits of every position of ids [n], fed one token at a time over a
+ * fresh cache: out [n, V]. */
+static void decode_every_position(struct llama *m, const int32_t *ids, int64_t n, float *out)
+{
+    tune_err err = {{0}};
+    struct llama_kv_cache kv;
+    if (llama_kv_cache_init(&kv, m, n, &err))
+        fail_msg("%s", err.msg);
+    for (int64_t t = 0; t < n; t++)
+        if (llama_decode(m, &kv, ids + t, 1, out + t * m->spec->vocab, &err))
+            fail_msg("position %lld: %s", (long long)t, err.msg);
+    llama_kv_cache_free(&kv, m);
+}
+
+/* An adapter written by `tune train` (tests/fixtures/peft_roundtrip, on
+ * examples/models/tiny-llama), loaded by PEFT, gives transformers the logits
+ * tune gives with it (tools/ref/make_peft_roundtrip.py): every position of
+ * three sequences, each decoded token by token over its own cache, within a
+ * relative L2 error of 1e-5 per sequence (fp32). And the adapter matters:
+ * the base model alone is off by more than 1e-2, so an adapter ignored on
+ * either side would fail. */
+static void test_peft_roundtrip_logits(void **state)
+{
+    struct fixture *f = *state;
+    const struct st_tensor *ids = st_file_find(&f->golden, "input_ids"), *starts = st_file_find(&f->golden, "starts");
+    assert_non_null(ids);
+    assert_non_null(starts);
+    assert_int_equal(ids->dtype, DTYPE_I32);
+    assert_int_equal(starts->dtype, DTYPE_I32);
+    const int32_t *id = ids->data, *s = starts->data;
+    int64_t T = ids->shape[0], V = f->spec.vocab, S = starts->shape[0] - 1;
+    assert_int_equal(s[S], T);
+    const float *want = golden_f32(f, "logits", T * V);
+    float *got = malloc(sizeof(float) * (size_t)(T * V)), *base = malloc(sizeof(float) * (size_t)(T * V));
+    assert_non_null(got);
+    assert_non_null(base);
+    struct llama plain;
+    load_base(f, &plain, &f->rc);
+    double worst = 0, least_moved = INFINITY;
+    for (int64_t i = 0; i < S; i++) {
+        int64_t n = s[i + 1] - s[i];
+        decode_every_position(&f->m, id + s[i], n, got + s[i] * V);
+        decode_every_position(&plain, id + s[i], n, base + s[i] * V);
+        double e = rel_l2(got + s[i] * V, want + s[i] * V, n * V);
+        if (e > 1e-5)
+            fail_msg("sequence %lld (%lld tokens): relative error %.3g against transformers + PEFT", (long long)i,
+                     (long long)n, e);
+        double moved = rel_l2(base + s[i] * V, want + s[i] * V, n * V);
+        if (moved < 1e-2)
+            fail_msg("sequence %lld: the base model alone is within %.3g of the adapter's logits", (long long)i,
+                     moved);
+        worst = e > worst ? e : worst;
+        least_moved = moved < least_moved ? moved : least_moved;
+    }
+    print_message("%s: %lld sequences, %lld positions, worst relative error %.2g; without the adapter >= %.2g\n",
+                  f->adapter, (long long)S, (long long)T, worst, least_moved);
+    llama_free(&plain);
+    free(got);
+    free(base);
+}
+
 #define FIXTURE_TESTS(dir)                                                                              \
     cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
@@ -404,6 +505,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         FIXTURE_TESTS("tests/fixtures/tiny-llama"),
         FIXTURE_TESTS("tests/fixtures/tiny-qwen2"),
+        cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

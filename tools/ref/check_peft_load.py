@@ -3,6 +3,9 @@ PeftModel.from_pretrained on the base, then greedy generation of the same prompt
 give the same tokens as `tune generate` (whose output is passed in).
 
     /work/venv-ref/bin/python tools/ref/check_peft_load.py BASE ADAPTER PROMPT_FILE TUNE_OUTPUT_FILE
+
+A check by hand, of tokens; the logits of every position are compared in `make test`
+(tests/test_llama.c, fixture tests/fixtures/peft_roundtrip made by make_peft_roundtrip.py).
 """
 import sys
 
