@@ -183,6 +183,16 @@ else
     fail "--skip-nonfinite: $(tail -1 "$tmp/nan.err")"
 fi
 
+# A run that does not fit is refused before the data or the weights are read.
+checks=$((checks + 1))
+if "$TUNE" train $demo_train_args --micro-batch 65536 --seq 1024 --output "$tmp/nofit" >"$tmp/nofit.out" 2>&1; then
+    fail "a run of 65536 x 1024 tokens was not refused"
+else
+    grep -q "the plan needs .* on the cpu device, which has .* available: the largest micro-batch that fits at --seq 1024 is [0-9]*, the longest --seq at --micro-batch 65536 is [0-9]*" \
+        "$tmp/nofit.out" || fail "no fit: $(cat "$tmp/nofit.out")"
+    grep -q "^data" "$tmp/nofit.out" && fail "no fit: the data was read first"
+fi
+
 # Two runs never write to one output directory at once.
 checks=$((checks + 1))
 "$TUNE" train $demo_train_args --output "$tmp/lock" --epochs 100 >/dev/null 2>&1 &

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "base/units.h"
+#include "plan/fit.h"
 #ifdef TUNE_WITH_CUDA
 #include "backend/cuda/backend_cuda.h"
 #endif
@@ -66,6 +67,44 @@ void device_close(struct backend *be)
 #else
     (void)be;
 #endif
+}
+
+int64_t device_available_bytes(const struct backend *be)
+{
+#ifdef TUNE_WITH_CUDA
+    if (be != backend_cpu()) {
+        char name[256];
+        size_t used, total;
+        backend_cuda_device_info(be, name, sizeof name, &used, &total);
+        return (int64_t)(total - used) + (int64_t)backend_cuda_workspace_bytes(be);
+    }
+#endif
+    (void)be;
+    FILE *f = fopen("/proc/meminfo", "r");
+    long long kib = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib < 0 ? -1 : (int64_t)kib * 1024;
+}
+
+int device_check_fit(const struct backend *be, const struct model_spec *spec, const struct run_config *rc,
+                     tune_err *err)
+{
+    int64_t avail = device_available_bytes(be), need = fit_plan_total(spec, rc);
+    if (avail < 0 || need <= avail)
+        return 0;
+    struct fit_result fit;
+    fit_find(spec, rc, avail, &fit);
+    char n[32], a[32];
+    return err_set(err, "the plan needs %s on the %s device, which has %s available: the largest micro-batch "
+                        "that fits at --seq %lld is %lld, the longest --seq at --micro-batch %lld is %lld%s",
+                   units_fmt_bytes(need, n, sizeof n), be->name, units_fmt_bytes(avail, a, sizeof a),
+                   (long long)rc->seq, (long long)fit.max_micro_batch, (long long)rc->micro_batch,
+                   (long long)fit.max_seq, fit.seq_capped ? " (the model's context length)" : "");
 }
 
 void device_print_memory(const struct backend *be, int64_t planned, int64_t held)

@@ -43,6 +43,9 @@ static int run(struct train_args *a, tune_err *err)
     memset(&m, 0, sizeof m);
     memset(&t, 0, sizeof t);
 
+    /* A run that cannot fit is refused before the data and the weights are read. */
+    if (!(be = device_open(&a->device, err)) || device_check_fit(be, &a->spec, &a->rc, err))
+        goto out;
     struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq};
     if (model_load_tokenizer(a->model, &tok, err) || model_eos_ids(a->model, tok, eos, err) < 0 ||
         data_setup_load(&req, tok, eos[0], &d, &tmpl, err))
@@ -57,9 +60,6 @@ static int run(struct train_args *a, tune_err *err)
                                          a->rc.micro_batch, a->tc.seed, true, err)))
         goto out;
 
-    be = device_open(&a->device, err);
-    if (!be)
-        goto out;
     be->bytes_peak = be->bytes_in_use; /* measure this run's own allocations */
     int64_t held_before = be->bytes_in_use;
     if (llama_init(&m, &a->spec, &a->rc, be, a->tc.seed, err) || llama_load_weights(&m, a->model, err))
