@@ -48,6 +48,14 @@ void device_resolve(struct device_choice *d)
 #endif
 }
 
+int device_choose(const char *v, struct device_choice *d, tune_err *err)
+{
+    if (device_parse(v ? v : "auto", d, err))
+        return -1;
+    device_resolve(d);
+    return 0;
+}
+
 struct backend *device_open(const struct device_choice *d, tune_err *err)
 {
 #ifdef TUNE_WITH_CUDA

@@ -23,6 +23,8 @@ struct device_choice {
 int device_parse(const char *v, struct device_choice *d, tune_err *err);
 /* Turns auto into cpu or cuda:0. */
 void device_resolve(struct device_choice *d);
+/* device_parse of v (NULL: auto), then device_resolve. */
+int device_choose(const char *v, struct device_choice *d, tune_err *err);
 /* The backend of a resolved choice; release with device_close. */
 struct backend *device_open(const struct device_choice *d, tune_err *err);
 void device_close(struct backend *be);

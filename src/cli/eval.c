@@ -1,5 +1,5 @@
 /* tune eval: the mean loss (and perplexity) of a model, with or without an
- * adapter, over every labelled token of a dataset, on the CPU backend. */
+ * adapter, over every labelled token of a dataset, on the CPU or a GPU. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,11 +8,12 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/data_setup.h"
+#include "cli/device.h"
 #include "cli/model_files.h"
 #include "model/llama.h"
 #include "model/peft.h"
 
-enum { E_MODEL, E_ADAPTER, E_DATA, E_TEMPLATE, E_CHAT, E_SEQ, E_MB, E_HELP, E_COUNT };
+enum { E_MODEL, E_ADAPTER, E_DATA, E_TEMPLATE, E_CHAT, E_SEQ, E_MB, E_DEVICE, E_HELP, E_COUNT };
 
 static const struct cli_opt eval_opts[] = {
     [E_MODEL] = {"--model", "DIR", "the base model folder"},
@@ -22,6 +23,7 @@ static const struct cli_opt eval_opts[] = {
     [E_CHAT] = {"--chat-format", "F", "for {\"messages\"} records"},
     [E_SEQ] = {"--seq", "N", "tokens per row; longer examples are truncated (default 512)"},
     [E_MB] = {"--micro-batch", "N", "rows per forward (default 1)"},
+    [E_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [E_HELP] = {"--help", NULL, "show this help"},
 };
 
@@ -34,7 +36,10 @@ static int run(const char **opt, int64_t seq, int64_t mb, tune_err *err)
     run_config_default(&rc, &spec);
     if (opt[E_ADAPTER] && peft_read_config(opt[E_ADAPTER], &spec, &rc, err))
         return -1;
-    rc.device = DEVICE_CPU;
+    struct device_choice dc;
+    if (device_choose(opt[E_DEVICE], &dc, err))
+        return -1;
+    rc.device = dc.kind;
     rc.seq = seq;
     rc.micro_batch = mb;
     rc.lora_dropout = 0;
@@ -45,13 +50,14 @@ static int run(const char **opt, int64_t seq, int64_t mb, tune_err *err)
     struct packer_stream ps = {0};
     struct batch_stream bs;
     struct llama m = {0};
+    struct backend *be = NULL;
     int32_t eos[MODEL_MAX_EOS];
     struct data_request req = {opt[E_DATA], opt[E_TEMPLATE], opt[E_CHAT], &spec, seq};
     int status = -1;
     if (model_load_tokenizer(opt[E_MODEL], &tok, err) || model_eos_ids(opt[E_MODEL], tok, eos, err) < 0 ||
         data_setup_load(&req, tok, eos[0], &d, &tmpl, err) ||
-        packer_stream_init(&ps, &bs, &d, NULL, 0, seq, mb, 0, true, err) ||
-        llama_init(&m, &spec, &rc, backend_cpu(), 0, err) || llama_load_weights(&m, opt[E_MODEL], err) ||
+        packer_stream_init(&ps, &bs, &d, NULL, 0, seq, mb, 0, true, err) || !(be = device_open(&dc, err)) ||
+        llama_init(&m, &spec, &rc, be, 0, err) || llama_load_weights(&m, opt[E_MODEL], err) ||
         (opt[E_ADAPTER] && peft_load_adapter(&m, opt[E_ADAPTER], err)))
         goto out;
     double loss;
@@ -63,6 +69,7 @@ static int run(const char **opt, int64_t seq, int64_t mb, tune_err *err)
 out:
     if (m.layers)
         llama_free(&m);
+    device_close(be);
     packer_free(&ps.p);
     dataset_free(&d);
     data_template_free(tmpl);

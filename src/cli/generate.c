@@ -9,12 +9,13 @@
 #include "base/units.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/device.h"
 #include "cli/model_files.h"
 #include "model/llama.h"
 #include "model/peft.h"
 #include "model/sample.h"
 
-enum { G_MODEL, G_ADAPTER, G_PROMPT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_HELP, G_COUNT };
+enum { G_MODEL, G_ADAPTER, G_PROMPT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_DEVICE, G_HELP, G_COUNT };
 
 static const struct cli_opt gen_opts[] = {
     [G_MODEL] = {"--model", "DIR", "the base model folder"},
@@ -24,6 +25,7 @@ static const struct cli_opt gen_opts[] = {
     [G_TEMP] = {"--temperature", "T", "0 (default) is greedy"},
     [G_TOP_P] = {"--top-p", "P", "nucleus sampling mass (default 1.0)"},
     [G_SEED] = {"--seed", "N", "seed of the sampling (default 0)"},
+    [G_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [G_HELP] = {"--help", NULL, "show this help"},
 };
 
@@ -40,6 +42,8 @@ static int run(const char **opt, const struct gen_settings *g, tune_err *err)
     struct tok_ids ids = {0};
     struct llama m = {0};
     struct llama_kv_cache kv = {0};
+    struct backend *be = NULL;
+    struct device_choice dc;
     float *logits = NULL;
     int32_t eos[MODEL_MAX_EOS];
     int n_eos, status = -1;
@@ -51,12 +55,14 @@ static int run(const char **opt, const struct gen_settings *g, tune_err *err)
     if (opt[G_ADAPTER] && peft_read_config(opt[G_ADAPTER], &spec, &rc, err))
         goto out;
     int64_t cap = (int64_t)ids.n + g->max_new;
-    rc.device = DEVICE_CPU;
+    if (device_choose(opt[G_DEVICE], &dc, err))
+        goto out;
+    rc.device = dc.kind;
     rc.seq = cap;
     rc.micro_batch = 1;
     rc.lora_dropout = 0;
     rc.grad_ckpt = GRAD_CKPT_FULL;
-    if (llama_init(&m, &spec, &rc, backend_cpu(), 0, err) || llama_load_weights(&m, opt[G_MODEL], err) ||
+    if (!(be = device_open(&dc, err)) || llama_init(&m, &spec, &rc, be, 0, err) || llama_load_weights(&m, opt[G_MODEL], err) ||
         (opt[G_ADAPTER] && peft_load_adapter(&m, opt[G_ADAPTER], err)) || llama_kv_cache_init(&kv, &m, cap, err))
         goto out;
     if (!(logits = malloc(sizeof(float) * (size_t)spec.vocab))) {
@@ -102,6 +108,7 @@ out:
         llama_kv_cache_free(&kv, &m);
     if (m.layers)
         llama_free(&m);
+    device_close(be);
     tok_ids_free(&ids);
     tok_free(tok);
     return status;
