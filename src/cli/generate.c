@@ -1,5 +1,5 @@
 /* tune generate: continues a prompt with a model (and adapter) over a KV
- * cache on the CPU backend, greedy or sampled, stopping at the model's
+ * cache on the CPU or a GPU, greedy or sampled, stopping at the model's
  * end-of-sequence tokens or after --max-new tokens. The prompt is raw text,
  * tokenized as the tokenizer's post-processor makes it (BOS included). */
 #include <stdio.h>
