@@ -109,6 +109,69 @@ static __device__ __forceinline__ void frag_b2_trans(uint32_t r[4], const bf16 *
     ldsm4_trans(r, tile + (k0 + (mi & 1) * 8 + lane % 8) * (D + PAD) + n0 + (mi >> 1) * 8);
 }
 
+/* acc[p] = A_p B_p^T for p < P and the warp's 16 rows: A_p rows [row0,
+ * row0 + 16) of a [.][D + PAD] tile, B_p the first NT * 8 rows of another,
+ * over all D columns (Q K^T with dO V^T, K Q^T with V dO^T). The P products
+ * share one pass over the head dim, as one loop keeps fewer registers live. */
+template <int D, int NT, int P>
+static __device__ __forceinline__ void mma_rows_by_rows(float (*acc)[NT][4], const bf16 *const *a_tiles,
+                                                        const bf16 *const *b_tiles, int row0)
+{
+    for (int p = 0; p < P; p++)
+        for (int n = 0; n < NT; n++)
+            acc[p][n][0] = acc[p][n][1] = acc[p][n][2] = acc[p][n][3] = 0;
+    for (int kc = 0; kc < D / 16; kc++) {
+        uint32_t a[P][4];
+        for (int p = 0; p < P; p++)
+            frag_a<D>(a[p], a_tiles[p], row0, kc * 16);
+        for (int n = 0; n < NT; n += 2)
+            for (int p = 0; p < P; p++) {
+                uint32_t b[4];
+                frag_b2<D>(b, b_tiles[p], n * 8, kc * 16);
+                mma16816(acc[p][n], a[p], b[0], b[1]);
+                mma16816(acc[p][n + 1], a[p], b[2], b[3]);
+            }
+    }
+}
+
+/* The A operand (16 rows, columns [16 kc, 16 kc + 16)) of a warp's fp32
+ * accumulator s, held as n-tiles of 8 columns, rounded to bf16: scores or
+ * their gradients go from one product into the next without leaving the
+ * registers. */
+static __device__ __forceinline__ void frag_from_acc(uint32_t a[4], const float (*s)[4], int kc)
+{
+    a[0] = pack2(s[2 * kc][0], s[2 * kc][1]);
+    a[1] = pack2(s[2 * kc][2], s[2 * kc][3]);
+    a[2] = pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]);
+    a[3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+}
+
+/* acc[D / 8] += S T for the warp's 16 rows: S its accumulator over K columns,
+ * T a [K][D + PAD] tile (P V, dS K, P^T dO, dS^T Q). */
+template <int D, int K>
+static __device__ __forceinline__ void mma_acc_tile(float (*acc)[4], const float (*s)[4], const bf16 *tile)
+{
+    for (int kc = 0; kc < K / 16; kc++) {
+        uint32_t a[4];
+        frag_from_acc(a, s, kc);
+        for (int n = 0; n < D / 8; n += 2) {
+            uint32_t b[4];
+            frag_b2_trans<D>(b, tile, kc * 16, n * 8);
+            mma16816(acc[n], a, b[0], b[1]);
+            mma16816(acc[n + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+/* Row r (0: the thread's first, 1: its second) of a warp's [16][D] accumulator,
+ * times scale, into bf16 at row (the row's first element of this thread's columns). */
+template <int D>
+static __device__ __forceinline__ void store_acc_row(bf16 *row, const float (*acc)[4], int r, float scale)
+{
+    for (int n = 0; n < D / 8; n++)
+        *(uint32_t *)(row + n * 8) = pack2(acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
+}
+
 /* Sum over the four threads of a quad (the threads holding one row). */
 static __device__ __forceinline__ float quad_sum(float x)
 {
@@ -176,19 +239,9 @@ static __global__ void __launch_bounds__(MMA_THREADS)
         __syncthreads();
         if (warp_last < j0)
             continue; /* every key of the tile is after this warp's rows */
-        float s[8][4];
-        for (int n = 0; n < 8; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
-        for (int kc = 0; kc < D / 16; kc++) {
-            uint32_t a[4];
-            frag_a<D>(a, Qs, warp * 16, kc * 16);
-            for (int n = 0; n < 8; n += 2) {
-                uint32_t b[4];
-                frag_b2<D>(b, Ks, n * 8, kc * 16);
-                mma16816(s[n], a, b[0], b[1]);
-                mma16816(s[n + 1], a, b[2], b[3]);
-            }
-        }
+        float sc[1][8][4], (&s)[8][4] = sc[0];
+        const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
+        mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
         float mx[2] = {m[0], m[1]};
         for (int n = 0; n < 8; n++)
             for (int e = 0; e < 4; e++) {
@@ -215,24 +268,13 @@ static __global__ void __launch_bounds__(MMA_THREADS)
             o[n][0] *= alpha[0], o[n][1] *= alpha[0];
             o[n][2] *= alpha[1], o[n][3] *= alpha[1];
         }
-        for (int kc = 0; kc < TILE / 16; kc++) {
-            uint32_t a[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
-                             pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-            for (int n = 0; n < DT; n += 2) {
-                uint32_t b[4];
-                frag_b2_trans<D>(b, Vs, kc * 16, n * 8);
-                mma16816(o[n], a, b[0], b[1]);
-                mma16816(o[n + 1], a, b[2], b[3]);
-            }
-        }
+        mma_acc_tile<D, TILE>(o, s, Vs);
     }
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
             continue;
-        float L = quad_sum(l[r]) + (sinks ? exp2f(sink - m[r]) : 0.0f), inv = 1.0f / L;
-        bf16 *row = out + (i[r] * d.H + h) * D + 2 * t4;
-        for (int n = 0; n < DT; n++)
-            *(uint32_t *)(row + n * 8) = pack2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+        float L = quad_sum(l[r]) + (sinks ? exp2f(sink - m[r]) : 0.0f);
+        store_acc_row<D>(out + (i[r] * d.H + h) * D + 2 * t4, o, r, 1.0f / L);
         if (t4 == 0)
             lse[h * T + i[r]] = (m[r] + log2f(L)) * LN2;
     }
@@ -240,8 +282,9 @@ static __global__ void __launch_bounds__(MMA_THREADS)
 
 /* ---- backward: dq ---- */
 
+/* Three blocks per SM: what its 70 KB of shared memory allow, so registers are capped to match. */
 template <int D>
-static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct att_bwd_args a, struct att_dims d)
+static __global__ void __launch_bounds__(MMA_THREADS, 3) attention_dq_mma(struct att_bwd_args a, struct att_dims d)
 {
     constexpr int LD = D + PAD, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -280,24 +323,9 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct at
         __syncthreads();
         if (warp_last < j0)
             continue;
-        float s[8][4], dp[8][4];
-        for (int n = 0; n < 8; n++)
-            for (int e = 0; e < 4; e++)
-                s[n][e] = dp[n][e] = 0;
-        for (int kc = 0; kc < D / 16; kc++) {
-            uint32_t fq[4], fo[4];
-            frag_a<D>(fq, Qs, warp * 16, kc * 16);
-            frag_a<D>(fo, dOs, warp * 16, kc * 16);
-            for (int n = 0; n < 8; n += 2) {
-                uint32_t bk[4], bv[4];
-                frag_b2<D>(bk, Ks, n * 8, kc * 16);
-                frag_b2<D>(bv, Vs, n * 8, kc * 16);
-                mma16816(s[n], fq, bk[0], bk[1]);
-                mma16816(s[n + 1], fq, bk[2], bk[3]);
-                mma16816(dp[n], fo, bv[0], bv[1]);
-                mma16816(dp[n + 1], fo, bv[2], bv[3]);
-            }
-        }
+        float sd[2][8][4], (&s)[8][4] = sd[0], (&dp)[8][4] = sd[1];
+        const bf16 *as[2] = {Qs, dOs}, *bs[2] = {Ks, Vs};
+        mma_rows_by_rows<D, 8, 2>(sd, as, bs, warp * 16);
         for (int n = 0; n < 8; n++)
             for (int e = 0; e < 4; e++) {
                 int r = e / 2;
@@ -305,23 +333,12 @@ static __global__ void __launch_bounds__(MMA_THREADS) attention_dq_mma(struct at
                 float p = j >= f[r] && j <= i[r] ? exp2f(s[n][e] * sl2 - la[r]) : 0.0f;
                 s[n][e] = p * (dp[n][e] - da[r]); /* dS */
             }
-        for (int kc = 0; kc < TILE / 16; kc++) {
-            uint32_t fs[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
-                              pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-            for (int n = 0; n < DT; n += 2) {
-                uint32_t b[4];
-                frag_b2_trans<D>(b, Ks, kc * 16, n * 8);
-                mma16816(dq[n], fs, b[0], b[1]);
-                mma16816(dq[n + 1], fs, b[2], b[3]);
-            }
-        }
+        mma_acc_tile<D, TILE>(dq, s, Ks);
     }
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
             continue;
-        bf16 *row = (bf16 *)a.dq + (i[r] * H + h) * D + 2 * t4;
-        for (int n = 0; n < DT; n++)
-            *(uint32_t *)(row + n * 8) = pack2(dq[n][2 * r] * d.scale, dq[n][2 * r + 1] * d.scale);
+        store_acc_row<D>((bf16 *)a.dq + (i[r] * H + h) * D + 2 * t4, dq, r, d.scale);
     }
 }
 
@@ -380,24 +397,9 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(str
             group_sync(wg);
             if (warp_first > i0 + nq - 1)
                 continue; /* this warp's keys come after every query of the tile */
-            float s[NQ][4], dp[NQ][4];
-            for (int n = 0; n < NQ; n++)
-                for (int e = 0; e < 4; e++)
-                    s[n][e] = dp[n][e] = 0;
-            for (int kc = 0; kc < D / 16; kc++) {
-                uint32_t fk[4], fv[4];
-                frag_a<D>(fk, Ks, warp * 16, kc * 16);
-                frag_a<D>(fv, Vs, warp * 16, kc * 16);
-                for (int n = 0; n < NQ; n += 2) {
-                    uint32_t bq[4], bo[4];
-                    frag_b2<D>(bq, Qs, n * 8, kc * 16);
-                    frag_b2<D>(bo, dOs, n * 8, kc * 16);
-                    mma16816(s[n], fk, bq[0], bq[1]);
-                    mma16816(s[n + 1], fk, bq[2], bq[3]);
-                    mma16816(dp[n], fv, bo[0], bo[1]);
-                    mma16816(dp[n + 1], fv, bo[2], bo[3]);
-                }
-            }
+            float sd[2][NQ][4], (&s)[NQ][4] = sd[0], (&dp)[NQ][4] = sd[1];
+            const bf16 *as[2] = {Ks, Vs}, *bs[2] = {Qs, dOs};
+            mma_rows_by_rows<D, NQ, 2>(sd, as, bs, warp * 16);
             for (int n = 0; n < NQ; n++)
                 for (int e = 0; e < 4; e++) {
                     int c = n * 8 + 2 * t4 + (e & 1);
@@ -407,22 +409,8 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(str
                     s[n][e] = p;
                     dp[n][e] = p * (dp[n][e] - delta[c]); /* dS */
                 }
-            for (int kc = 0; kc < DKDV_BQ / 16; kc++) {
-                uint32_t fp[4] = {pack2(s[2 * kc][0], s[2 * kc][1]), pack2(s[2 * kc][2], s[2 * kc][3]),
-                                  pack2(s[2 * kc + 1][0], s[2 * kc + 1][1]), pack2(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                uint32_t fs[4] = {pack2(dp[2 * kc][0], dp[2 * kc][1]), pack2(dp[2 * kc][2], dp[2 * kc][3]),
-                                  pack2(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
-                                  pack2(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
-                for (int n = 0; n < DT; n += 2) {
-                    uint32_t bo[4], bq[4];
-                    frag_b2_trans<D>(bo, dOs, kc * 16, n * 8);
-                    frag_b2_trans<D>(bq, Qs, kc * 16, n * 8);
-                    mma16816(dv[n], fp, bo[0], bo[1]);
-                    mma16816(dv[n + 1], fp, bo[2], bo[3]);
-                    mma16816(dk[n], fs, bq[0], bq[1]);
-                    mma16816(dk[n + 1], fs, bq[2], bq[3]);
-                }
-            }
+            mma_acc_tile<D, DKDV_BQ>(dv, s, dOs);
+            mma_acc_tile<D, DKDV_BQ>(dk, dp, Qs);
         }
     }
     if (WG > 1) {
@@ -452,10 +440,8 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(str
         if (j[r] >= T)
             continue;
         int64_t at = (j[r] * d.KV + g) * D + 2 * t4;
-        for (int n = 0; n < DT; n++) {
-            *(uint32_t *)((bf16 *)a.dk + at + n * 8) = pack2(dk[n][2 * r] * d.scale, dk[n][2 * r + 1] * d.scale);
-            *(uint32_t *)((bf16 *)a.dv + at + n * 8) = pack2(dv[n][2 * r], dv[n][2 * r + 1]);
-        }
+        store_acc_row<D>((bf16 *)a.dk + at, dk, r, d.scale);
+        store_acc_row<D>((bf16 *)a.dv + at, dv, r, 1.0f);
     }
 }
 
