@@ -202,18 +202,22 @@ static void test_adapter_round_trip(void **state)
     assert_int_equal(system(path), 0);
 }
 
-/* Full checkpointing recomputes each layer from its saved input: the same
- * ops on the same inputs, with the same dropout masks (keyed by step, layer
- * and linear), so the gradients equal those kept from the forward, bit for bit. */
+/* Full checkpointing recomputes each layer from its saved input, selective
+ * the element-wise outputs from the matmul outputs kept: the same ops on the
+ * same inputs, with the same dropout masks (keyed by step, layer and linear),
+ * so the gradients equal those kept from the forward, bit for bit. And each
+ * policy keeps less than the one before. */
 static void test_checkpointing_is_exact(void **state)
 {
     struct fixture *f = *state;
     struct llama_batch b = golden_batch(f);
-    float *grads[2];
-    double losses[2];
-    for (int ck = 0; ck < 2; ck++) {
+    const enum grad_ckpt policy[3] = {GRAD_CKPT_NONE, GRAD_CKPT_SELECTIVE, GRAD_CKPT_FULL};
+    float *grads[3];
+    double losses[3];
+    int64_t activations[3];
+    for (int ck = 0; ck < 3; ck++) {
         struct run_config rc = f->rc;
-        rc.grad_ckpt = ck ? GRAD_CKPT_FULL : GRAD_CKPT_NONE;
+        rc.grad_ckpt = policy[ck];
         rc.lora_dropout = 0.1;
         struct llama m;
         tune_err err = {{0}};
@@ -227,15 +231,18 @@ static void test_checkpointing_is_exact(void **state)
         grads[ck] = malloc(n);
         memcpy(grads[ck], m.arena.block[PLAN_GRADS], n);
         assert_int_equal(m.plan.per_gpu[PLAN_GRADS], f->m.plan.per_gpu[PLAN_GRADS]);
+        activations[ck] = m.plan.per_gpu[PLAN_ACTIVATIONS];
         llama_free(&m);
     }
-    assert_true(losses[0] == losses[1]);
+    assert_true(losses[0] == losses[1] && losses[0] == losses[2]);
+    assert_true(activations[0] > activations[1] && activations[1] > activations[2]);
     /* and the dropout did act: the loss moved away from the dropout-free one */
     float plain = *(const float *)st_file_find(&f->golden, "loss_sum")->data;
     assert_true(fabs(losses[0] - plain) > 1e-4);
     assert_memory_equal(grads[0], grads[1], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
-    free(grads[0]);
-    free(grads[1]);
+    assert_memory_equal(grads[0], grads[2], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
+    for (int ck = 0; ck < 3; ck++)
+        free(grads[ck]);
 }
 
 /* tune merge against PEFT's merge_and_unload on the same base and adapter. */

@@ -52,7 +52,7 @@ static const struct cli_opt train_opts[] = {
     [T_SAVE_LIMIT] = {"--save-total-limit", "K", "keep the last K checkpoints (default all)"},
     [T_LOG_STEPS] = {"--logging-steps", "N", "progress line every N steps off a terminal (default 1)"},
     [T_SEED] = {"--seed", "N", "seed of LoRA init, dropout, split and shuffle (default 42)"},
-    [T_CKPT] = {"--grad-ckpt", "P", "gradient checkpointing: none (default) or full"},
+    [T_CKPT] = {"--grad-ckpt", "P", "gradient checkpointing: none (default), full, or selective (matmul outputs kept)"},
     [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_HELP] = {"--help", NULL, "show this help"},
@@ -168,7 +168,7 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
         return 0;
     case T_CKPT:
         if ((c = run_lookup(run_grad_ckpt_names, GRAD_CKPT_COUNT, v)) < 0)
-            return err_set(err, "--grad-ckpt: '%s' is not one of none, full", v);
+            return err_set(err, "--grad-ckpt: '%s' is not one of none, full, selective", v);
         rc->grad_ckpt = (enum grad_ckpt)c;
         return 0;
     case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;

@@ -162,8 +162,9 @@ static void declare_layer_saved(struct ctx *c, const char *prefix, int64_t count
     int64_t rows_mlp = s->experts ? T * K : T; /* expert rows after routing */
     bool moe = s->experts > 0;
 
+    bool selective = c->rc->grad_ckpt == GRAD_CKPT_SELECTIVE; /* element-wise outputs recomputed */
     plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, count, place, "%s.input_layernorm.rstd", prefix);
-    if (any_trained(c, "q") || any_trained(c, "k") || any_trained(c, "v"))
+    if (!selective && (any_trained(c, "q") || any_trained(c, "k") || any_trained(c, "v")))
         plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, count, place, "%s.input_layernorm.out", prefix);
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * (q + 2 * kv), count, place, "%s.self_attn.qkv_rope", prefix);
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * q, count, place, "%s.self_attn.out", prefix);
@@ -172,7 +173,7 @@ static void declare_layer_saved(struct ctx *c, const char *prefix, int64_t count
     plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, count, place, "%s.post_attention_layernorm.rstd", prefix);
     bool mlp_in = moe ? any_trained(c, "router") || any_trained(c, "gate_up")
                       : any_trained(c, "gate") || any_trained(c, "up");
-    if (mlp_in)
+    if (mlp_in && !selective)
         plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, count, place, "%s.post_attention_layernorm.out", prefix);
     if (moe) {
         plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, T * K, count, place, "%s.mlp.router.topk_index", prefix);
@@ -186,7 +187,7 @@ static void declare_layer_saved(struct ctx *c, const char *prefix, int64_t count
     } else {
         plan_add(p, PLAN_ACTIVATIONS, c->ad, T * 2 * I, count, place, "%s.mlp.gate_up_out", prefix);
     }
-    if (any_trained(c, "down"))
+    if (any_trained(c, "down") && !selective)
         plan_add(p, PLAN_ACTIVATIONS, c->ad, rows_mlp * I, count, place, "%s.mlp.act", prefix);
     if (c->rc->method != METHOD_FULL) {
         struct linear_shape lin[LAYOUT_MAX_LINEARS];
@@ -236,6 +237,8 @@ static void declare_scratch(struct ctx *c)
     plan_add(p, PLAN_SCRATCH, c->ad, T * q, 1, PLAN_PLACE_EVERY_RANK, "grad.attn_out");
     plan_add(p, PLAN_SCRATCH, c->ad, rows * 2 * I, 1, PLAN_PLACE_EVERY_RANK, "grad.gate_up");
     plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "forward_and_grad.act");
+    if (c->rc->grad_ckpt == GRAD_CKPT_SELECTIVE && any_trained(c, "down")) /* forward_and_grad.act holds dh then */
+        plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "selective.mlp.act");
     if (s->experts) {
         plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * s->experts, 1, PLAN_PLACE_EVERY_RANK, "router.logits");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");

@@ -177,8 +177,17 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     struct tensor dq = view(m, "grad.qkv", 0, 0, T, q), dk = view(m, "grad.qkv", 0, T * q, T, kv);
     struct tensor dv = view(m, "grad.qkv", 0, T * (q + kv), T, kv);
 
-    linear_backward(m, l, LIN_DOWN, &dh, dres, &a->h, &a->xa[LIN_DOWN], 0, step);
+    /* Selective checkpointing: the element-wise outputs the weights' gradients
+     * need are made again from the matmul outputs and inputs kept (the same ops
+     * on the same values, so the gradients are those of no checkpointing). */
+    bool selective = m->rc.grad_ckpt == GRAD_CKPT_SELECTIVE;
+    struct tensor h = a->h;
+    if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
+        be->swiglu(be, &h, &a->gate, &a->up);
+    linear_backward(m, l, LIN_DOWN, &dh, dres, &h, &a->xa[LIN_DOWN], 0, step);
     be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
+    if (selective)
+        be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
     linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
     linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
     be->rmsnorm_backward(be, dres, L->full_ln_mlp.grad.data ? &L->full_ln_mlp.grad : NULL, &dxn, &a->mid,
@@ -194,6 +203,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
                            m->attn_scale);
     be->rope(be, &dq3, &m->rope, sl, true);
     be->rope(be, &dk3, &m->rope, sl, true);
+    if (selective)
+        be->rmsnorm(be, &a->xn1, &a->rstd1, &a->x, &L->ln_attn, (float)s->rms_eps);
     linear_backward(m, l, LIN_Q, &dxn, &dq, &a->xn1, &a->xa[LIN_Q], 0, step);
     linear_backward(m, l, LIN_K, &dxn, &dk, &a->xn1, &a->xa[LIN_K], 1, step);
     linear_backward(m, l, LIN_V, &dxn, &dv, &a->xn1, &a->xa[LIN_V], 1, step);

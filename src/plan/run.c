@@ -10,7 +10,7 @@
 
 const char *const run_method_names[METHOD_COUNT] = {"full", "lora", "qlora"};
 const char *const run_optimizer_names[OPTIMIZER_COUNT] = {"adamw", "adamw-8bit", "sgd"};
-const char *const run_grad_ckpt_names[GRAD_CKPT_COUNT] = {"none", "full"};
+const char *const run_grad_ckpt_names[GRAD_CKPT_COUNT] = {"none", "full", "selective"};
 const char *const run_offload_names[OFFLOAD_COUNT] = {"none", "optimizer", "params"};
 const char *const run_attn_names[ATTN_IMPL_COUNT] = {"sdpa", "eager"};
 static const char *const target_names[TARGET_COUNT] = {

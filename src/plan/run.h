@@ -12,7 +12,11 @@
 
 enum method { METHOD_FULL, METHOD_LORA, METHOD_QLORA, METHOD_COUNT };
 enum optimizer { OPTIMIZER_ADAMW, OPTIMIZER_ADAMW_8BIT, OPTIMIZER_SGD, OPTIMIZER_COUNT };
-enum grad_ckpt { GRAD_CKPT_NONE, GRAD_CKPT_FULL, GRAD_CKPT_COUNT };
+/* Gradient checkpointing: none keeps every activation backward needs; full
+ * keeps each layer's input and recomputes the layer; selective keeps the
+ * matmul outputs and recomputes only the element-wise ones (the normed
+ * inputs of the projections, the SwiGLU output). */
+enum grad_ckpt { GRAD_CKPT_NONE, GRAD_CKPT_FULL, GRAD_CKPT_SELECTIVE, GRAD_CKPT_COUNT };
 enum offload { OFFLOAD_NONE, OFFLOAD_OPTIMIZER, OFFLOAD_PARAMS, OFFLOAD_COUNT };
 enum attn_impl { ATTN_IMPL_SDPA, ATTN_IMPL_EAGER, ATTN_IMPL_COUNT };
 enum device { DEVICE_CUDA, DEVICE_CPU }; /* where the run computes: sets the plan's dtypes */
