@@ -48,6 +48,12 @@ $(BUILD)/%.o: %.c
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# The CPU backend's vector loops (src/backend/cpu/vec_math.h) need their float
+# compares turned into selects, which GCC does only where a compare may not
+# trap (values and rounding unchanged), and no FMA contraction, so that every
+# ISA level they are compiled for rounds alike.
+$(BUILD)/src/backend/cpu/vec_math.o $(BUILD)/src/backend/cpu/swiglu.o: CFLAGS += -fno-trapping-math -ffp-contract=off
+
 $(LIB): $(LIB_OBJ)
 	@echo "  AR    $@"
 	$(Q)rm -f $@ && ar rcs $@ $^

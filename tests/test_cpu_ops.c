@@ -9,6 +9,7 @@
  *  - accumulate vs overwrite: outputs that overwrite start as NaN, those that
  *    accumulate are run twice and must hold twice the answer;
  *  - dropout: Random123's known answers, the drop rate, determinism;
+ *  - the backend's own parts: matmul's thread slices, the vector exp;
  *  - convert: bf16 and f16 rounding on edge values and every bit pattern.
  * Each check prints its error, so a run lists the measured margins. */
 #include <stdarg.h>
@@ -22,7 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "backend/backend.h"
+#include "backend/cpu/vec_math.h"
 #include "backend/philox.h"
 #include "io/safetensors.h"
 
@@ -214,6 +218,62 @@ static void test_matmul(void **state)
     be->matmul(be, &y, &a, false, &b, false, 1.5f, 0);
     be->axpy(be, &y, 0.5f, &c0);
     check("matmul beta 0 over NaN", &y, &want, 1);
+}
+
+char *openblas_get_corename(void);
+
+static bool slice_stable_blas(void)
+{
+    const char *core = openblas_get_corename();
+    return strcmp(core, "Haswell") && strcmp(core, "Zen");
+}
+
+/* The slices of matmul.c (rows when M >= N, columns when N > M): for every
+ * transpose, the product against double loops, and the same bits with one
+ * thread as with three (each element is one sgemm's whatever the split),
+ * except under OpenBLAS's Haswell / Zen kernels, whose bits depend on where
+ * an element lies in the product (matmul.c). */
+static void test_matmul_slices(void **state)
+{
+    struct ctx *c = *state;
+    /* M, N, K: rows cut, columns cut, and a product just over OpenBLAS's
+     * small-matrix bound (100^3), whose slices would fall under it. */
+    static const int64_t shapes[][3] = {{200, 70, 300}, {70, 300, 200}, {256, 16, 512}};
+    for (int sh = 0; sh < 3; sh++)
+        for (int combo = 0; combo < 4; combo++) {
+            int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+            bool ta = combo & 2, tb = combo & 1;
+            struct tensor a = ta ? mk(c, 0, K, M, 0) : mk(c, 0, M, K, 0), b = tb ? mk(c, 0, N, K, 0) : mk(c, 0, K, N, 0);
+            struct tensor c0 = mk(c, 0, M, N, 0), want = mk(c, 0, M, N, 0);
+            fill_random(&a, 60, 1);
+            fill_random(&b, 61, 1);
+            fill_random(&c0, 62, 1);
+            const float *ad = a.data, *bd = b.data, *cd = c0.data;
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double sum = 0;
+                    for (int64_t k = 0; k < K; k++)
+                        sum += (double)(ta ? ad[k * M + i] : ad[i * K + k]) * (tb ? bd[j * K + k] : bd[k * N + j]);
+                    ((float *)want.data)[i * N + j] = (float)(1.5 * sum + 0.5 * cd[i * N + j]);
+                }
+            struct tensor y1 = copy_of(c, &c0), y3 = copy_of(c, &c0);
+            int threads = omp_get_max_threads();
+            omp_set_num_threads(1);
+            be->matmul(be, &y1, &a, ta, &b, tb, 1.5f, 0.5f);
+            omp_set_num_threads(3);
+            be->matmul(be, &y3, &a, ta, &b, tb, 1.5f, 0.5f);
+            omp_set_num_threads(threads);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %lldx%lldx%lld%s%s", (long long)M, (long long)N, (long long)K,
+                     ta ? " a^T" : "", tb ? " b^T" : "");
+            check(what, &y3, &want, 1);
+            if (!slice_stable_blas())
+                continue;
+            assert_memory_equal(y1.data, y3.data, (size_t)(M * N) * sizeof(float));
+        }
+    if (!slice_stable_blas())
+        print_message("  matmul slices: OpenBLAS %s kernels, one thread and three not compared\n",
+                      openblas_get_corename());
 }
 
 static void test_rmsnorm(void **state)
@@ -574,6 +634,62 @@ static void test_dropout(void **state)
     assert_memory_equal(y.data, x.data, N * sizeof(float));
 }
 
+/* ---- vector exp ---- */
+
+/* cpu_vec_expf against exp in double on every 97th float of [-87.5, 88.7]
+ * (within 2 ulp), its edges; the row functions, compiled per ISA level, give
+ * the scalar function's bits, and their sums equal a double sum. */
+static void test_vec_exp(void **state)
+{
+    struct ctx *c = *state;
+    enum { N = 1 << 16 };
+    float *x = ctx_alloc(c, N * sizeof *x), *y = ctx_alloc(c, N * sizeof *y);
+    double worst = 0;
+    float at = 0;
+    int64_t n = 0;
+    for (float v = -87.5f; v < 88.7f;) {
+        x[n++] = v;
+        for (int k = 0; k < 97; k++)
+            v = nextafterf(v, INFINITY);
+        if (n == N || !(v < 88.7f)) {
+            cpu_vec_exp_scale(y, x, n, 0.0f, 1.0f);
+            for (int64_t i = 0; i < n; i++) {
+                float s = cpu_vec_expf(x[i]);
+                if (memcmp(&s, &y[i], sizeof s))
+                    fail_msg("exp(%a): row function %a, scalar %a", x[i], y[i], s);
+                double want = exp((double)x[i]);
+                if (want >= 0x1p-126 && fabs(y[i] - want) / want > worst)
+                    worst = fabs(y[i] - want) / want, at = x[i];
+            }
+            n = 0;
+        }
+    }
+    print_message("  %-40s rel err %.2e (at %g)\n", "vec expf", worst, at);
+    assert_true(worst < 2 * 0x1p-24 * 2);
+    assert_true(cpu_vec_expf(0) == 1 && cpu_vec_expf(-INFINITY) == 0 && cpu_vec_expf(-100) == 0);
+    assert_true(isinf(cpu_vec_expf(88.73f)) && isinf(cpu_vec_expf(INFINITY)) && isnan(cpu_vec_expf(NAN)));
+    assert_true(cpu_vec_expf(88.72f) > 3e38f);
+
+    /* Rows of 1..40 elements: max, the sum of exp(x - max) and what it writes. */
+    for (int len = 1; len <= 40; len++) {
+        struct tensor r = mk(c, 0, len, 0, 0);
+        fill_random(&r, 70 + (uint64_t)len, 20);
+        const float *rd = r.data;
+        float m = cpu_vec_max(rd, len), want_m = -INFINITY;
+        for (int i = 0; i < len; i++)
+            want_m = fmaxf(want_m, rd[i]);
+        assert_true(m == want_m);
+        double want = 0;
+        for (int i = 0; i < len; i++)
+            want += exp((double)rd[i] - m);
+        double got = cpu_vec_exp_sum(y, rd, len, m), got_null = cpu_vec_exp_sum(NULL, rd, len, m);
+        assert_true(got == got_null && fabs(got - want) / want < 1e-6);
+        for (int i = 0; i < len; i++)
+            assert_true(y[i] == cpu_vec_expf(rd[i] - m));
+    }
+    assert_true(cpu_vec_max(x, 0) == -INFINITY && cpu_vec_exp_sum(NULL, x, 0, 0) == 0);
+}
+
 /* ---- convert ---- */
 
 static uint16_t to_half(enum dtype dt, uint32_t f32_bits)
@@ -699,6 +815,7 @@ int main(void)
     be = backend_cpu();
     const struct CMUnitTest tests[] = {
         TEST(test_matmul, "matmul"),
+        TEST(test_matmul_slices, NULL),
         TEST(test_rmsnorm, "rmsnorm"),
         TEST(test_rope, "rope"),
         TEST(test_attention, "attention"),
@@ -712,6 +829,7 @@ int main(void)
         TEST(test_fd_cross_entropy, NULL),
         cmocka_unit_test(test_philox_known_answers),
         TEST(test_dropout, NULL),
+        TEST(test_vec_exp, NULL),
         cmocka_unit_test(test_convert),
         TEST(test_memory_views_elementwise, NULL),
     };

@@ -35,6 +35,9 @@
  * Every sum is thus done in the same order by one sgemm or loop whatever the
  * thread count: no atomics, the same bits for any OMP_NUM_THREADS.
  *
+ * exp and the row maxima and sums are vec_math.h's (vectorized, the same
+ * bits at any ISA level).
+ *
  * Scratch: the op allocates, once per call (malloc at entry, free at exit),
  * one [TILE, max keys] fp32 tile per thread forward and two backward (at
  * T 2048 without a window: 0.5 / 1 MiB per thread); no [T, T] buffer. */
@@ -48,6 +51,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/vec_math.h"
 
 /* OpenBLAS's own entry point (cblas.h declares it in OpenBLAS builds). */
 void openblas_set_num_threads(int num_threads);
@@ -162,18 +166,13 @@ void cpu_attention(struct backend *b, struct tensor *out, struct tensor *lse, co
             for (int64_t r = 0; r < rows; r++) {
                 int64_t i = i0 + r, j0 = first_key(s0, window, i) - k0, j1 = i - k0 + 1; /* seen: [j0, j1) */
                 float *p = sc + r * keys;
-                float m = sk ? sk[h] : -INFINITY;
-                for (int64_t j = j0; j < j1; j++)
-                    m = fmaxf(m, p[j]);
-                float l = sk ? expf(sk[h] - m) : 0;
-                for (int64_t j = 0; j < j0; j++)
-                    p[j] = 0;
-                for (int64_t j = j0; j < j1; j++)
-                    l += p[j] = expf(p[j] - m);
+                float m = fmaxf(sk ? sk[h] : -INFINITY, cpu_vec_max(p + j0, j1 - j0));
+                float l = (float)(cpu_vec_exp_sum(p + j0, p + j0, j1 - j0, m) + (sk ? cpu_vec_expf(sk[h] - m) : 0));
+                memset(p, 0, (size_t)j0 * sizeof *p);
+#pragma omp simd
                 for (int64_t j = j0; j < j1; j++)
                     p[j] /= l;
-                for (int64_t j = j1; j < keys; j++)
-                    p[j] = 0;
+                memset(p + j1, 0, (size_t)(keys - j1) * sizeof *p);
                 ld[h * T + i] = m + logf(l);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)keys, 1.0f, sc, (int)keys,
@@ -232,14 +231,14 @@ void cpu_attention_backward(struct backend *b, struct tensor *dq, struct tensor 
                             int64_t i = i0 + r, j0 = first_key(s0, window, i) - k0, j1 = i - k0 + 1;
                             float l = ld[h * T + i], di = dot(gd + (i * H + h) * D, od + (i * H + h) * D, D);
                             float *pr = p + r * keys, *dpr = dp + r * keys;
-                            for (int64_t j = 0; j < j0; j++)
-                                pr[j] = dpr[j] = 0;
-                            for (int64_t j = j0; j < j1; j++) {
-                                pr[j] = expf(pr[j] - l);
+                            memset(pr, 0, (size_t)j0 * sizeof *pr);
+                            memset(dpr, 0, (size_t)j0 * sizeof *dpr);
+                            cpu_vec_exp_scale(pr + j0, pr + j0, j1 - j0, l, 1.0f);
+#pragma omp simd
+                            for (int64_t j = j0; j < j1; j++)
                                 dpr[j] = pr[j] * (dpr[j] - di);
-                            }
-                            for (int64_t j = j1; j < keys; j++)
-                                pr[j] = dpr[j] = 0;
+                            memset(pr + j1, 0, (size_t)(keys - j1) * sizeof *pr);
+                            memset(dpr + j1, 0, (size_t)(keys - j1) * sizeof *dpr);
                         }
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)D, keys, scale, dp, keys,
                                     kg, ldk, 0.0f, dqd + (i0 * H + h) * D, ldq);
@@ -262,7 +261,7 @@ void cpu_attention_backward(struct backend *b, struct tensor *dq, struct tensor 
         double sum = 0;
         for (int64_t i = 0; i < T; i++) {
             float Di = dot(gd + (i * H + h) * D, od + (i * H + h) * D, D);
-            sum -= (double)expf(sk[h] - ld[h * T + i]) * Di;
+            sum -= (double)cpu_vec_expf(sk[h] - ld[h * T + i]) * Di;
         }
         dsk[h] += (float)sum;
     }

@@ -1,14 +1,19 @@
 /* Cross-entropy over a block of logits [T, V], the loss summed over counted
  * tokens (label != -100); the caller divides by the token count of the whole
  * accumulated batch, which one block cannot know. Each row's log-sum-exp is
- * the stable one (max first, the sum of exp(logit - max) in double) and is
- * kept, so the backward pass is one exp per logit:
+ * the stable one (max first, then exp(logit - max) in fp32, added in double)
+ * and is kept, so the backward pass is one exp per logit:
  *   dlogits = scale * (exp(logit - lse) - onehot(label)),
- * written over the logits, zero rows for ignored tokens. */
+ * written over the logits, zero rows for ignored tokens. exp, max and the
+ * sums are vec_math.h's. The loss adds the rows' (lse - target logit), lse as
+ * kept in fp32, in row order after the parallel loop, so it does not depend
+ * on the thread count. */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/vec_math.h"
 
 #define CROSS_ENTROPY_IGNORE (-100)
 
@@ -22,22 +27,18 @@ double cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct ten
     const float *z = logits->data;   /* [T, V] */
     const int32_t *y = labels->data; /* [T] */
     float *ld = lse->data;           /* [T] */
-    double loss = 0;
-#pragma omp parallel for reduction(+ : loss)
+#pragma omp parallel for
     for (int64_t t = 0; t < T; t++) {
         const float *zt = z + t * V;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < V; j++)
-            m = fmaxf(m, zt[j]);
-        double sum = 0;
-        for (int64_t j = 0; j < V; j++)
-            sum += exp((double)zt[j] - m);
-        double row_lse = m + log(sum);
-        ld[t] = (float)row_lse;
+        float m = cpu_vec_max(zt, V);
+        ld[t] = (float)(m + log(cpu_vec_exp_sum(NULL, zt, V, m)));
+    }
+    double loss = 0;
+    for (int64_t t = 0; t < T; t++) {
         if (y[t] == CROSS_ENTROPY_IGNORE)
             continue;
         assert(y[t] >= 0 && y[t] < V);
-        loss += row_lse - zt[y[t]];
+        loss += (double)ld[t] - z[t * V + y[t]];
     }
     return loss;
 }
@@ -55,8 +56,12 @@ void cpu_cross_entropy_backward(struct backend *b, struct tensor *logits, const 
 #pragma omp parallel for
     for (int64_t t = 0; t < T; t++) {
         float *zt = z + t * V;
-        bool counted = y[t] != CROSS_ENTROPY_IGNORE;
-        for (int64_t j = 0; j < V; j++)
-            zt[j] = counted ? scale * (expf(zt[j] - ld[t]) - (j == y[t])) : 0.0f;
+        if (y[t] == CROSS_ENTROPY_IGNORE) {
+            memset(zt, 0, (size_t)V * sizeof *zt);
+            continue;
+        }
+        float target = zt[y[t]];
+        cpu_vec_exp_scale(zt, zt, V, ld[t], scale);
+        zt[y[t]] = scale * (cpu_vec_expf(target - ld[t]) - 1.0f);
     }
 }

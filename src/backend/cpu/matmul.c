@@ -1,8 +1,21 @@
-/* matmul: cblas_sgemm (OpenBLAS) on slices of C's rows, one slice per OpenMP
+/* matmul: cblas_sgemm (OpenBLAS) on slices of C, one slice per OpenMP
  * thread, with OpenBLAS itself single-threaded. Two thread pools (OpenBLAS's
  * and OpenMP's, whose idle threads spin) would contend for the same cores:
  * measured 4x slower on the 2-core machine. Each element of C is still made by
- * one sgemm over the whole K, so the split does not change the sums' order.
+ * one sgemm over the whole K, so the split does not change the sums' order;
+ * slices start at multiples of MATMUL_ALIGN, where OpenBLAS's SkylakeX and
+ * Prescott kernels give every element the same bits whatever the slices
+ * (checked by tests/test_cpu_ops.c). Its Haswell / Zen kernels do not: there a
+ * product's bits depend on the thread count, split or not (as before). A
+ * slice is also never smaller than MATMUL_MIN_WORK multiply-adds: OpenBLAS
+ * computes products up to that size with other kernels (SkylakeX's "small
+ * matrix" ones, which round differently), so a split must not move a product
+ * from one kind to the other; tiny products are not worth a thread anyway.
+ * The slices cut the longer side of C [M, N]: every sgemm packs all of the
+ * operand along the side it does not cut, so cutting rows makes each thread
+ * pack all of b ([K, N]) and cutting columns all of a ([M, K]). For the LM
+ * head (M = a block of ~130 tokens, N = a 32000 vocabulary) cutting rows had
+ * both threads pack the whole 98 MB weight.
  * Every tensor is read as a matrix [product of the leading dims, last dim],
  * so a [T, H, D] tensor is [T*H, D]: callers reshape to [T, H*D] when that is
  * what they mean. With beta == 0, c is not read (BLAS semantics). */
@@ -12,6 +25,11 @@
 #include <omp.h>
 
 #include "backend/cpu/cpu_ops.h"
+
+/* Slice boundaries are multiples of this many rows or columns. */
+#define MATMUL_ALIGN 16
+/* OpenBLAS 0.3's bound (M N K <= 100^3) for its small-matrix kernels. */
+#define MATMUL_MIN_WORK 1000000.0
 
 /* OpenBLAS's own entry point (cblas.h declares it in OpenBLAS builds). */
 void openblas_set_num_threads(int num_threads);
@@ -36,16 +54,25 @@ void cpu_matmul(struct backend *b, struct tensor *c, const struct tensor *a, boo
     int lda = (int)cpu_cols(a), ldb = (int)cpu_cols(bm);
     const float *ad = a->data;
     float *cd = c->data;
-    /* Slices of at least 64 rows; small products run on one thread. */
-    int64_t slices = m / 64 < omp_get_max_threads() ? m / 64 : omp_get_max_threads();
-    if (slices < 1)
-        slices = 1;
+    const float *bd = bm->data;
+    bool by_cols = n > m;
+    int64_t side = by_cols ? n : m;
+    /* Slices of at least 64 rows or columns and MATMUL_MIN_WORK (the smallest
+     * slice is at most MATMUL_ALIGN short of the mean); else fewer. */
+    int64_t slices = omp_get_max_threads(), other = by_cols ? m : n;
+    while (slices > 1 && (side / slices < 64 || (double)(side / slices - MATMUL_ALIGN) * (double)other * (double)k <=
+                                                      MATMUL_MIN_WORK))
+        slices--;
 #pragma omp parallel for if (slices > 1)
     for (int64_t s = 0; s < slices; s++) {
-        int64_t r0 = m * s / slices, r1 = m * (s + 1) / slices;
-        /* Rows r0.. of op(a): row r0 of a, or column r0 of a when transposed. */
-        const float *as = ta ? ad + r0 : ad + r0 * lda;
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)(r1 - r0),
-                    (int)n, (int)k, alpha, as, lda, bm->data, ldb, beta, cd + r0 * n, (int)n);
+        int64_t i0 = side * s / slices / MATMUL_ALIGN * MATMUL_ALIGN;
+        int64_t i1 = s + 1 == slices ? side : side * (s + 1) / slices / MATMUL_ALIGN * MATMUL_ALIGN;
+        /* Rows i0.. of op(a): row i0 of a, or column i0 of a when transposed;
+         * columns i0.. of op(b): column i0 of b, or row i0 when transposed. */
+        const float *as = by_cols ? ad : ta ? ad + i0 : ad + i0 * lda;
+        const float *bs = !by_cols ? bd : tb ? bd + i0 * ldb : bd + i0;
+        int64_t rows = by_cols ? m : i1 - i0, cols = by_cols ? i1 - i0 : n;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)rows,
+                    (int)cols, (int)k, alpha, as, lda, bs, ldb, beta, cd + (by_cols ? i0 : i0 * n), (int)n);
     }
 }

@@ -1,6 +1,7 @@
 /* RMSNorm as Llama's (transformers' LlamaRMSNorm): y = w * (x * rstd), with
  * rstd = 1 / sqrt(mean(x^2) + eps) kept per row for the backward pass. The
- * mean of squares over C and the sums of the backward pass run in double.
+ * mean of squares over C and the sums of the backward pass run in double
+ * (the rows' as vec_math.h's cpu_vec_dot).
  *
  * Backward, with r = rstd and g = dy * w:
  *   dx = r * g - x * r^3 / C * sum_c(g_c * x_c)
@@ -11,6 +12,7 @@
 #include <math.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/vec_math.h"
 
 void cpu_rmsnorm(struct backend *b, struct tensor *out, struct tensor *rstd, const struct tensor *x,
                  const struct tensor *w, float eps)
@@ -27,11 +29,10 @@ void cpu_rmsnorm(struct backend *b, struct tensor *out, struct tensor *rstd, con
 #pragma omp parallel for
     for (int64_t t = 0; t < T; t++) {
         const float *xt = xd + t * C;
-        double ss = 0;
-        for (int64_t c = 0; c < C; c++)
-            ss += (double)xt[c] * xt[c];
+        double ss = cpu_vec_dot(xt, xt, NULL, C);
         float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         rs[t] = r;
+#pragma omp simd
         for (int64_t c = 0; c < C; c++)
             y[t * C + c] = wd[c] * (xt[c] * r);
     }
@@ -54,11 +55,10 @@ void cpu_rmsnorm_backward(struct backend *b, struct tensor *dx, struct tensor *d
 #pragma omp parallel for
     for (int64_t t = 0; t < T; t++) {
         const float *xt = xd + t * C, *gt = g + t * C;
-        double dot = 0;
-        for (int64_t c = 0; c < C; c++)
-            dot += (double)gt[c] * wd[c] * xt[c];
+        double dot = cpu_vec_dot(gt, wd, xt, C);
         float r = rs[t];
         float k = (float)((double)r * r * r * dot / (double)C);
+#pragma omp simd
         for (int64_t c = 0; c < C; c++)
             dxd[t * C + c] += r * wd[c] * gt[c] - k * xt[c];
     }
