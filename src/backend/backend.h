@@ -139,6 +139,48 @@ struct backend {
     void (*swiglu_backward)(struct backend *b, struct tensor *dgate, struct tensor *dup,
                             const struct tensor *dh, const struct tensor *gate, const struct tensor *up);
 
+    /* Mixture of experts (gpt-oss). moe_topk: each token's k experts of the
+     * largest router logits (descending; the lower index first among equals)
+     * and their weights, a softmax over those k logits only. logits [T, E]
+     * fp32 -> experts [T, k] int32, weights [T, k] fp32. */
+    void (*moe_topk)(struct backend *b, struct tensor *experts, struct tensor *weights, const struct tensor *logits);
+    /* dlogits [T, E] overwritten: w_j (dw_j - sum_i w_i dw_i) at each chosen
+     * expert e_j, zero elsewhere. */
+    void (*moe_topk_backward)(struct backend *b, struct tensor *dlogits, const struct tensor *dweights,
+                              const struct tensor *experts, const struct tensor *weights);
+    /* The N = T * k (token, slot) pairs p = t * k + j grouped by expert:
+     * order [N] int32 lists p with experts ascending and p ascending within
+     * one expert; position [N] int32 is its inverse (where pair p sits);
+     * offsets [E + 1] int32: expert e's rows are [offsets[e], offsets[e + 1]). */
+    void (*moe_group)(struct backend *b, struct tensor *order, struct tensor *position, struct tensor *offsets,
+                      const struct tensor *experts);
+    /* rows[n] = x[order[n] / k], times weights[order[n]] unless weights is
+     * NULL: x [T, C] -> rows [N, C] in grouped order. */
+    void (*moe_gather)(struct backend *b, struct tensor *rows, const struct tensor *x, const struct tensor *order,
+                       const struct tensor *weights, int64_t k);
+    /* y[t] += sum over j < k of weights[t * k + j] (1 if NULL) times
+     * rows[position[t * k + j]], in j order (deterministic): the inverse of
+     * moe_gather, and its backward. */
+    void (*moe_scatter)(struct backend *b, struct tensor *y, const struct tensor *rows,
+                        const struct tensor *position, const struct tensor *weights, int64_t k);
+    /* dweights[p] = dy[p / k] . rows[position[p]] (fp32 [N]): the gradient of
+     * the weights of a weighted moe_scatter. */
+    void (*moe_weights_backward)(struct backend *b, struct tensor *dweights, const struct tensor *dy,
+                                 const struct tensor *rows, const struct tensor *position, int64_t k);
+    /* c[offsets[e] .. offsets[e + 1]) = a[those rows] op(w[e]) + bias[e]
+     * (bias [E, O] or NULL) for every expert e: a [N, K], w [E, O, K]
+     * (trans) or [E, K, O], c [N, O]; beta 1 adds into c (bias then not
+     * added). The experts' linears in one call, whatever the split. */
+    void (*moe_matmul)(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
+                       const struct tensor *bias, const struct tensor *offsets, float beta);
+    /* gpt-oss's gated activation on interleaved columns: gate = x[:, 0::2]
+     * clamped above at limit, up = x[:, 1::2] clamped to [-limit, limit],
+     * h = (up + 1) * gate * sigmoid(alpha * gate). x [N, 2I] -> h [N, I].
+     * backward: dx [N, 2I] overwritten (zero where a clamp held). */
+    void (*swiglu_oai)(struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit);
+    void (*swiglu_oai_backward)(struct backend *b, struct tensor *dx, const struct tensor *dh,
+                                const struct tensor *x, float alpha, float limit);
+
     /* Cross-entropy over one block of logits [T, V] (fp32) with labels int32
      * [T] (-100: ignored). Returns the summed loss of the block's counted
      * tokens; lse[T] (fp32) keeps each row's log-sum-exp. */

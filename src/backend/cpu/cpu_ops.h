@@ -59,6 +59,23 @@ void cpu_swiglu(struct backend *b, struct tensor *h, const struct tensor *gate, 
 void cpu_swiglu_backward(struct backend *b, struct tensor *dgate, struct tensor *dup, const struct tensor *dh,
                          const struct tensor *gate, const struct tensor *up);
 
+void cpu_moe_topk(struct backend *b, struct tensor *experts, struct tensor *weights, const struct tensor *logits);
+void cpu_moe_topk_backward(struct backend *b, struct tensor *dlogits, const struct tensor *dweights,
+                           const struct tensor *experts, const struct tensor *weights);
+void cpu_moe_group(struct backend *b, struct tensor *order, struct tensor *position, struct tensor *offsets,
+                   const struct tensor *experts);
+void cpu_moe_gather(struct backend *b, struct tensor *rows, const struct tensor *x, const struct tensor *order,
+                    const struct tensor *weights, int64_t k);
+void cpu_moe_scatter(struct backend *b, struct tensor *y, const struct tensor *rows, const struct tensor *position,
+                     const struct tensor *weights, int64_t k);
+void cpu_moe_weights_backward(struct backend *b, struct tensor *dweights, const struct tensor *dy,
+                              const struct tensor *rows, const struct tensor *position, int64_t k);
+void cpu_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
+                    const struct tensor *bias, const struct tensor *offsets, float beta);
+void cpu_swiglu_oai(struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit);
+void cpu_swiglu_oai_backward(struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x,
+                             float alpha, float limit);
+
 double cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
                          const struct tensor *labels);
 void cpu_cross_entropy_backward(struct backend *b, struct tensor *logits, const struct tensor *lse,
