@@ -93,7 +93,7 @@ static int setup(void **state)
     snprintf(adapter, sizeof adapter, "%s/adapter", dir);
     snprintf(golden, sizeof golden, "%s/golden.safetensors", dir);
     struct fixture *f = fixture_open(dir, adapter, golden);
-    f->rc.seq = 12;
+    f->rc.seq = st_file_find(&f->golden, "input_ids")->shape[0]; /* the packed batch in one row */
     f->rc.micro_batch = 1;
     load_model(f, &f->m, &f->rc);
     *state = f;
@@ -164,9 +164,16 @@ static void test_loss_and_lora_grads(void **state)
                 checked++;
             }
         }
-    assert_int_equal(checked, 28);
-    print_message("%s: loss %.7f (transformers %.7f), 28 LoRA gradients, worst relative error %.2g\n", f->dir,
-                  loss / count, want_sum / count, worst);
+    /* every LoRA gradient of the golden file was compared */
+    int in_golden = 0;
+    for (int i = 0; i < f->golden.n_tensors; i++) {
+        const char *n = f->golden.tensors[i].name, *tail = ".default.weight.grad";
+        size_t len = strlen(n), tl = strlen(tail);
+        in_golden += len > tl && !strcmp(n + len - tl, tail) && !strncmp(n, "model.layers.", 13);
+    }
+    assert_int_equal(checked, in_golden);
+    print_message("%s: loss %.7f (transformers %.7f), %d LoRA gradients, worst relative error %.2g\n", f->dir,
+                  loss / count, want_sum / count, checked, worst);
 }
 
 static void test_adapter_round_trip(void **state)
@@ -507,11 +514,20 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir),        \
         cmocka_unit_test_prestate_setup_teardown(test_full_finetune_grads, setup, teardown, dir)
 
+/* gpt-oss (experts, sinks, sliding and full layers, YaRN): LoRA on attention
+ * for now; its decoding and full fine-tuning are not built yet. */
+#define GPT_OSS_TESTS(dir)                                                                              \
+    cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
+        cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
+        cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup, teardown, dir),   \
+        cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         FIXTURE_TESTS("tests/fixtures/tiny-llama"),
         FIXTURE_TESTS("tests/fixtures/tiny-qwen2"),
+        GPT_OSS_TESTS("tests/fixtures/tiny-gptoss"),
         cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

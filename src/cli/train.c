@@ -44,7 +44,8 @@ static int run(struct train_args *a, tune_err *err)
     memset(&t, 0, sizeof t);
 
     /* A run that cannot fit is refused before the data and the weights are read. */
-    if (!(be = device_open(&a->device, err)) || device_check_fit(be, &a->spec, &a->rc, err))
+    if (!(be = device_open(&a->device, err)) || llama_supports(&a->spec, &a->rc, be, err) ||
+        device_check_fit(be, &a->spec, &a->rc, err))
         goto out;
     struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq};
     if (model_load_tokenizer(a->model, &tok, err) || model_eos_ids(a->model, tok, eos, err) < 0 ||

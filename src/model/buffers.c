@@ -178,7 +178,8 @@ static void declare_layer_saved(struct ctx *c, const char *prefix, int64_t count
     if (moe) {
         plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, T * K, count, place, "%s.mlp.router.topk_index", prefix);
         plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T * K, count, place, "%s.mlp.router.topk_weight", prefix);
-        plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, T * K + s->experts + 1, count, place,
+        /* moe_group's order and position [T * K] each, and offsets [E + 1] */
+        plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 2 * T * K + s->experts + 1, count, place,
                  "%s.mlp.experts.permutation_and_offsets", prefix);
         if (any_trained(c, "gate_up"))
             plan_add(p, PLAN_ACTIVATIONS, c->ad, T * K * C, count, place, "%s.mlp.experts.input_permuted", prefix);
@@ -241,6 +242,7 @@ static void declare_scratch(struct ctx *c)
         plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "selective.mlp.act");
     if (s->experts) {
         plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * s->experts, 1, PLAN_PLACE_EVERY_RANK, "router.logits");
+        plan_add(p, PLAN_SCRATCH, DTYPE_F32, rows, 1, PLAN_PLACE_EVERY_RANK, "grad.router_weights");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
     }

@@ -4,6 +4,7 @@
  * layer's working set is recomputed into the "recompute" buffers from the
  * layer's saved input before its backward. */
 #include "model/llama.h"
+#include "model/moe.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,32 @@ static struct tensor viewf(const struct llama *m, int64_t inst, int64_t rows, in
 struct layer_acts {
     struct tensor x, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate, up, h;
     struct tensor xa[LAYOUT_MAX_LINEARS];
+    struct moe_acts moe; /* mixture-of-experts models: the block's instead of gate, up, h */
 };
+
+/* The MoE block's saved tensors (under prefix pre, instance in), or its
+ * scratch where the plan keeps none: N = T * k routed rows. */
+static struct moe_acts moe_views(const struct llama *m, const char *pre, int64_t in, int64_t T)
+{
+    const struct model_spec *s = m->spec;
+    int64_t K = s->experts_per_token, N = T * K, C = s->hidden, I = s->intermediate;
+    struct moe_acts a;
+    a.experts = viewf(m, in, T, K, "%s.mlp.router.topk_index", pre);
+    a.weights = viewf(m, in, T, K, "%s.mlp.router.topk_weight", pre);
+    struct tensor perm = viewf(m, in, 2 * N + s->experts + 1, 1, "%s.mlp.experts.permutation_and_offsets", pre);
+    a.order = tensor_1d(perm.data, DTYPE_I32, N);
+    a.position = tensor_1d((int32_t *)perm.data + N, DTYPE_I32, N);
+    a.offsets = tensor_1d((int32_t *)perm.data + 2 * N, DTYPE_I32, s->experts + 1);
+    a.rows = viewf(m, in, N, C, "%s.mlp.experts.input_permuted", pre);
+    if (!a.rows.data)
+        a.rows = view(m, "experts.input_permuted", 0, 0, N, C);
+    a.gate_up = viewf(m, in, N, 2 * I, "%s.mlp.experts.gate_up_out", pre);
+    a.act = viewf(m, in, N, I, "%s.mlp.act", pre);
+    if (!a.act.data)
+        a.act = view(m, "forward_and_grad.act", 0, 0, N, I);
+    a.out = viewf(m, in, N, C, "%s.mlp.experts.out", pre);
+    return a;
+}
 
 static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T, bool recompute)
 {
@@ -59,12 +85,16 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
     a.xn2 = viewf(m, in, T, C, "%s.post_attention_layernorm.out", pre);
     if (!a.xn2.data)
         a.xn2 = view(m, "forward.normed", 0, 0, T, C);
-    snprintf(name, sizeof name, "%s.mlp.gate_up_out", pre);
-    a.gate = view(m, name, in, 0, T, I);
-    a.up = view(m, name, in, T * I, T, I);
-    a.h = viewf(m, in, T, I, "%s.mlp.act", pre);
-    if (!a.h.data)
-        a.h = view(m, "forward_and_grad.act", 0, 0, T, I);
+    if (s->experts) {
+        a.moe = moe_views(m, pre, in, T);
+    } else {
+        snprintf(name, sizeof name, "%s.mlp.gate_up_out", pre);
+        a.gate = view(m, name, in, 0, T, I);
+        a.up = view(m, name, in, T * I, T, I);
+        a.h = viewf(m, in, T, I, "%s.mlp.act", pre);
+        if (!a.h.data)
+            a.h = view(m, "forward_and_grad.act", 0, 0, T, I);
+    }
     for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
         a.xa[i] = (struct tensor){0};
         if (i < (int)(sizeof m->lin / sizeof m->lin[0]) && m->lin[i].module) {
@@ -150,15 +180,38 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
     be->rope(be, &q3, &m->rope, sl, false);
     be->rope(be, &k3, &m->rope, sl, false);
-    be->attention(be, &o3, &a->lse, &q3, &k3, &v3, NULL, sl, L->window, m->attn_scale);
+    const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
+    be->attention(be, &o3, &a->lse, &q3, &k3, &v3, sinks, sl, L->window, m->attn_scale);
     be->convert(be, &a->mid, &a->x);
     linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], 1, step);
     be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
+    if (s->experts) {
+        struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
+        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], 0, step);
+        be->convert(be, out, &a->mid);
+        moe_forward(m, l, &a->moe, out, &a->xn2, &logits);
+        return;
+    }
     linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
     linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], 0, step);
     be->swiglu(be, &a->h, &a->gate, &a->up);
     be->convert(be, out, &a->mid);
     linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], 1, step);
+}
+
+/* The MoE block's backward: d(normed input) into dxn through the experts
+ * and through the router linear (whose LoRA, if any, gets its gradients). */
+static void moe_block_backward(struct llama *m, int64_t l, struct layer_acts *a, const struct tensor *dres,
+                               struct tensor *dxn, uint64_t step)
+{
+    const struct model_spec *s = m->spec;
+    int64_t T = a->x.shape[0], N = T * s->experts_per_token, C = s->hidden, I = s->intermediate;
+    struct moe_scratch g = {view(m, "grad.experts_out", 0, 0, N, C), view(m, "grad.gate_up", 0, 0, N, 2 * I),
+                            view(m, "forward_and_grad.act", 0, 0, N, I), view(m, "experts.input_permuted", 0, 0, N, C),
+                            tensor_1d(view(m, "grad.router_weights", 0, 0, N, 1).data, DTYPE_F32, N)};
+    struct tensor dlogits = view(m, "router.logits", 0, 0, T, s->experts);
+    moe_backward(m, l, &a->moe, &g, dxn, &dlogits, dres);
+    linear_backward(m, l, LIN_ROUTER, dxn, &dlogits, &a->xn2, &a->xa[LIN_ROUTER], 1, step);
 }
 
 /* Layer l backward: dres holds d(output) and leaves holding d(input). */
@@ -181,15 +234,21 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
      * need are made again from the matmul outputs and inputs kept (the same ops
      * on the same values, so the gradients are those of no checkpointing). */
     bool selective = m->rc.grad_ckpt == GRAD_CKPT_SELECTIVE;
-    struct tensor h = a->h;
-    if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
-        be->swiglu(be, &h, &a->gate, &a->up);
-    linear_backward(m, l, LIN_DOWN, &dh, dres, &h, &a->xa[LIN_DOWN], 0, step);
-    be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
-    if (selective)
-        be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
-    linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
-    linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
+    if (s->experts) {
+        if (selective)
+            be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
+        moe_block_backward(m, l, a, dres, &dxn, step);
+    } else {
+        struct tensor h = a->h;
+        if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
+            be->swiglu(be, &h, &a->gate, &a->up);
+        linear_backward(m, l, LIN_DOWN, &dh, dres, &h, &a->xa[LIN_DOWN], 0, step);
+        be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
+        if (selective)
+            be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
+        linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
+        linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
+    }
     be->rmsnorm_backward(be, dres, L->full_ln_mlp.grad.data ? &L->full_ln_mlp.grad : NULL, &dxn, &a->mid,
                          &L->ln_mlp, &a->rstd2);
 
@@ -199,7 +258,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
     struct tensor dq3 = tensor_reshape(&dq, 3, qs), dk3 = tensor_reshape(&dk, 3, ks);
     struct tensor dv3 = tensor_reshape(&dv, 3, ks), do3 = tensor_reshape(&datt, 3, qs);
-    be->attention_backward(be, &dq3, &dk3, &dv3, NULL, &do3, &q3, &k3, &v3, NULL, &o3, &a->lse, sl, L->window,
+    const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
+    be->attention_backward(be, &dq3, &dk3, &dv3, NULL, &do3, &q3, &k3, &v3, sinks, &o3, &a->lse, sl, L->window,
                            m->attn_scale);
     be->rope(be, &dq3, &m->rope, sl, true);
     be->rope(be, &dk3, &m->rope, sl, true);
@@ -337,6 +397,8 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
     int64_t C = s->hidden, kvd = s->kv_heads * s->head_dim, pos0 = kv->length;
+    if (s->experts)
+        return err_set(err, "%s: decoding mixture-of-experts models is not built yet", s->name);
     if (m->rc.grad_ckpt != GRAD_CKPT_FULL || m->rc.lora_dropout != 0)
         return err_set(err, "llama_decode needs a model planned with full checkpointing and no dropout");
     if (n < 1 || pos0 + n > kv->capacity || pos0 + n > m->rc.seq)

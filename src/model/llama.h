@@ -30,16 +30,18 @@ struct trained {
 };
 
 struct llama_layer {
-    struct tensor w[LAYOUT_MAX_LINEARS];    /* [out, in], layout.c's order */
+    struct tensor w[LAYOUT_MAX_LINEARS];    /* [out, in], layout.c's order; experts [E * out, in] */
     struct tensor bias[LAYOUT_MAX_LINEARS]; /* [out], or data NULL */
     struct lora lora[LAYOUT_MAX_LINEARS];
     struct trained full_w[LAYOUT_MAX_LINEARS], full_bias[LAYOUT_MAX_LINEARS];
     struct tensor ln_attn, ln_mlp;          /* [C] */
+    struct tensor sinks;                    /* [H] learned attention sinks (gpt-oss), or data NULL */
     struct trained full_ln_attn, full_ln_mlp;
     int64_t window;                         /* sliding window, 0 for full attention */
 };
 
 enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN }; /* layout.c's order */
+enum { LIN_ROUTER = 4, LIN_EXPERTS_GATE_UP, LIN_EXPERTS_DOWN };  /* the same slots under MoE */
 
 struct llama {
     const struct model_spec *spec;
@@ -69,6 +71,9 @@ struct llama_batch {
 
 /* Plans (spec, rc) for the backend's device and allocates the plan; weights
  * are left zero (load or init them next). */
+/* Whether the engine trains rc on spec with be; err names what is not built. */
+int llama_supports(const struct model_spec *spec, const struct run_config *rc, const struct backend *be,
+                   tune_err *err);
 int llama_init(struct llama *m, const struct model_spec *spec, const struct run_config *rc,
                struct backend *be, uint64_t seed, tune_err *err);
 void llama_free(struct llama *m);

@@ -83,6 +83,37 @@ void llama_init_masters(struct llama *m) { each_trained(m, to_master); }
 
 /* Inverse frequencies of the rotary embedding, with the config's scaling
  * (transformers' _compute_default / _compute_llama3 / linear parameters). */
+/* YaRN (gpt-oss), in fp32 as transformers computes it: each frequency a
+ * blend of the plain one and the one divided by factor, the blend a ramp over
+ * the correction range of dimensions (truncated to whole dimensions only
+ * when the config says so). */
+static void yarn_inv_freq(const struct model_spec *s, float *inv, int64_t half)
+{
+    const struct rope_spec *r = &s->rope;
+    double dim = (double)s->head_dim, base = r->theta, orig = (double)r->original_max_position;
+    double low = dim * log(orig / (r->beta_fast * 2 * PI)) / (2 * log(base));
+    double high = dim * log(orig / (r->beta_slow * 2 * PI)) / (2 * log(base));
+    if (r->truncate)
+        low = floor(low), high = ceil(high);
+    low = low > 0 ? low : 0;
+    high = high < dim - 1 ? high : dim - 1;
+    if (low == high)
+        high += 0.001; /* as transformers: no division by zero */
+    for (int64_t i = 0; i < half; i++) {
+        float pos = powf((float)base, (float)(2 * i) / (float)dim);
+        float extrapolation = 1.0f / pos, interpolation = 1.0f / ((float)r->factor * pos);
+        float ramp = ((float)i - (float)low) / (float)(high - low);
+        float keep = 1.0f - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+        inv[i] = interpolation * (1 - keep) + extrapolation * keep;
+    }
+}
+
+/* YaRN's attention factor, which transformers multiplies into cos and sin. */
+static float yarn_attention_factor(const struct rope_spec *r)
+{
+    return r->type == ROPE_TYPE_YARN && r->factor > 1 ? (float)(0.1 * log(r->factor) + 1.0) : 1.0f;
+}
+
 static void rope_inv_freq(const struct model_spec *s, float *inv, int64_t half)
 {
     const struct rope_spec *r = &s->rope;
@@ -103,13 +134,13 @@ static void rope_inv_freq(const struct model_spec *s, float *inv, int64_t half)
         }
         inv[i] = f;
     }
+    if (r->type == ROPE_TYPE_YARN)
+        yarn_inv_freq(s, inv, half);
 }
 
 static int build_rope(struct llama *m, tune_err *err)
 {
     const struct model_spec *s = m->spec;
-    if (s->rope.type == ROPE_TYPE_YARN)
-        return err_set(err, "%s: YaRN rotary scaling arrives with gpt-oss support", s->name);
     int64_t half = s->head_dim / 2, P = m->rc.seq;
     float *inv = malloc(sizeof(float) * (size_t)half), *tab = malloc(sizeof(float) * (size_t)(P * half * 2));
     if (!inv || !tab) {
@@ -118,17 +149,40 @@ static int build_rope(struct llama *m, tune_err *err)
         return err_set(err, "out of memory for the rotary table");
     }
     rope_inv_freq(s, inv, half);
+    /* Scaling both cos and sin scales q and k, and the rope's backward (the
+     * same table, sin negated) is then still its transpose. */
+    float scale = yarn_attention_factor(&s->rope);
     for (int64_t p = 0; p < P; p++)
         for (int64_t i = 0; i < half; i++) {
             float angle = (float)p * inv[i]; /* in fp32, as transformers computes it */
-            tab[(p * half + i) * 2] = cosf(angle);
-            tab[(p * half + i) * 2 + 1] = sinf(angle);
+            tab[(p * half + i) * 2] = cosf(angle) * scale;
+            tab[(p * half + i) * 2 + 1] = sinf(angle) * scale;
         }
     void *dst = plan_arena_at(&m->arena, "rope.cos_sin", 0);
     m->be->upload(m->be, dst, tab, sizeof(float) * (size_t)(P * half * 2));
     free(inv);
     free(tab);
     m->rope = (struct rope_table){dst, P, half, 1.0f};
+    return 0;
+}
+
+int llama_supports(const struct model_spec *spec, const struct run_config *rc, const struct backend *be,
+                   tune_err *err)
+{
+    /* transformers 5's gpt-oss router is no Linear, so PEFT could not load a LoRA on it. */
+    uint32_t not_yet = 1u << TARGET_GATE_UP | 1u << TARGET_DOWN | 1u << TARGET_ROUTER;
+    if (spec->experts && (rc->method != METHOD_LORA || rc->targets & not_yet))
+        return err_set(err, "%s: gpt-oss trains LoRA on q, k, v, o for now (full fine-tuning and LoRA on the "
+                            "router and experts are not built yet)", spec->name);
+    if (spec->experts && rc->base_dtype == DTYPE_MXFP4)
+        return err_set(err, "%s: training on the MXFP4 experts kept quantized is not built yet: --base-dtype bf16 "
+                            "dequantizes them at load", spec->name);
+    if (spec->experts && !be->moe_matmul)
+        return err_set(err, "%s: the %s backend has no mixture-of-experts ops yet", spec->name, be->name);
+    if (rc->method == METHOD_QLORA)
+        return err_set(err, "qlora is not implemented yet on %s: use --method lora or full", be->name);
+    if (rc->method == METHOD_LORA && rc->targets & 1u << TARGET_LM_HEAD)
+        return err_set(err, "LoRA on lm_head is not implemented yet");
     return 0;
 }
 
@@ -140,12 +194,8 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
     m->rc = *rc;
     m->be = be;
     m->seed = seed;
-    if (spec->arch == MODEL_ARCH_GPT_OSS)
-        return err_set(err, "%s: gpt-oss training arrives with its own model file (issue 7)", spec->name);
-    if (rc->method == METHOD_QLORA)
-        return err_set(err, "qlora is not implemented yet on %s: use --method lora or full", be->name);
-    if (rc->method == METHOD_LORA && rc->targets & 1u << TARGET_LM_HEAD)
-        return err_set(err, "LoRA on lm_head is not implemented yet");
+    if (llama_supports(spec, rc, be, err))
+        return -1;
     if (plan_build(&m->plan, spec, rc, err))
         return -1;
     if (plan_arena_alloc(&m->arena, &m->plan, be, err)) {
@@ -172,9 +222,9 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         for (int i = 0; i < n; i++) {
             const struct linear_shape *li = &m->lin[i];
             snprintf(name, sizeof name, "layers.*.%s.weight", li->module);
-            ly->w[i] = param_view(m, name, l, li->out, li->in);
+            ly->w[i] = param_view(m, name, l, li->stack * li->out, li->in);
             snprintf(name, sizeof name, "layers.*.%s.bias", li->module);
-            ly->bias[i] = param_view(m, name, l, li->out, 1);
+            ly->bias[i] = param_view(m, name, l, li->stack * li->out, 1);
             if (!run_layer_targeted(rc, l, li->target))
                 continue;
             if (rc->method == METHOD_FULL) { /* master = weight then bias, one buffer */
@@ -204,6 +254,7 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         ly->full_ln_attn = trained_view(m, "layers.*.norms_and_sinks.master", l, 0, C, 1);
         ly->full_ln_mlp = trained_view(m, "layers.*.norms_and_sinks.master", l, C, C, 1);
         ly->window = spec->layer_sliding[l] ? spec->sliding_window : 0;
+        ly->sinks = param_view(m, "layers.*.self_attn.sinks", l, spec->heads, 1);
     }
     m->attn_scale = 1.0f / sqrtf((float)spec->head_dim);
     m->lora_scale = (float)(rc->lora_alpha / (double)rc->lora_r);

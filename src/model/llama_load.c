@@ -11,6 +11,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "model/experts_load.h"
 #include "model/llama.h"
 
 static int load_one(struct llama *m, const struct st_model *st, const char *name, struct tensor *dst, int64_t rows,
@@ -69,6 +70,10 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
     for (int64_t l = 0; !rc && l < s->layers; l++) {
         struct llama_layer *ly = &m->layers[l];
         for (int i = 0; !rc && i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
+            if (m->lin[i].component == COMPONENT_EXPERTS) {
+                rc = experts_load(m, &st, l, i, err);
+                continue;
+            }
             snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)l, m->lin[i].module);
             rc = load_one(m, &st, name, &ly->w[i], m->lin[i].out, m->lin[i].in, err);
             if (!rc && ly->bias[i].data) {
@@ -80,6 +85,8 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
         rc = rc || load_one(m, &st, name, &ly->ln_attn, C, 1, err);
         snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
         rc = rc || load_one(m, &st, name, &ly->ln_mlp, C, 1, err);
+        snprintf(name, sizeof name, "model.layers.%lld.self_attn.sinks", (long long)l);
+        rc = rc || (ly->sinks.data && load_one(m, &st, name, &ly->sinks, s->heads, 1, err));
     }
     st_model_close(&st);
     if (rc)

@@ -1,0 +1,104 @@
+/* Loading gpt-oss's experts into the plan's linears, [E * out, in]. A
+ * checkpoint holds each either as transformers' parameter, [E, in, out] in a
+ * float dtype (turned here), or as MXFP4 `_blocks` / `_scales` whose rows
+ * are already the output dimension (dequantized here; model/mxfp4.h). The
+ * bias `<name>_bias` is [E, out]. Everything passes through fp32 on the host,
+ * so the device holds nothing beyond the plan. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "io/safetensors.h"
+#include "model/experts_load.h"
+#include "model/mxfp4.h"
+
+/* t (any float dtype, numel elements) as fp32 into out. */
+static void to_f32(const struct st_tensor *t, float *out, int64_t numel)
+{
+    struct tensor src = tensor_1d((void *)t->data, t->dtype, numel), dst = tensor_1d(out, DTYPE_F32, numel);
+    struct backend *cpu = backend_cpu();
+    cpu->convert(cpu, &dst, &src);
+}
+
+/* host (fp32, numel) converted to dst's dtype and uploaded into it. */
+static int upload_f32(struct llama *m, struct tensor *dst, const float *host, int64_t numel, tune_err *err)
+{
+    struct backend *be = m->be, *cpu = backend_cpu();
+    size_t bytes = (size_t)dtype_bytes(dst->dtype, numel);
+    void *out = dst->dtype == DTYPE_F32 ? (void *)host : malloc(bytes);
+    if (!out)
+        return err_set(err, "out of memory converting an expert weight");
+    if (out != host) {
+        struct tensor s = tensor_1d((void *)host, DTYPE_F32, numel), d = tensor_1d(out, dst->dtype, numel);
+        cpu->convert(cpu, &d, &s);
+    }
+    be->upload(be, dst->data, out, bytes);
+    if (out != host)
+        free(out);
+    return 0;
+}
+
+static bool is_float(enum dtype d) { return d == DTYPE_F32 || d == DTYPE_BF16 || d == DTYPE_F16; }
+
+/* The weight W [E, out, in] of `name` into host (E * out * in floats). */
+static int read_weight(const struct st_model *st, const char *name, int64_t E, int64_t out, int64_t in, float *host,
+                       tune_err *err)
+{
+    const struct st_file *file;
+    const struct st_tensor *t = st_model_find(st, name, &file);
+    if (t) {
+        if (!is_float(t->dtype) || t->rank != 3 || t->shape[0] != E || t->shape[1] != in || t->shape[2] != out)
+            return err_set(err, "%s: tensor '%s' is %s of %d dims, expected a float [%lld, %lld, %lld]", file->path,
+                           name, dtype_name(t->dtype), t->rank, (long long)E, (long long)in, (long long)out);
+        float *tmp = malloc(sizeof(float) * (size_t)(E * in * out));
+        if (!tmp)
+            return err_set(err, "out of memory reading '%s'", name);
+        to_f32(t, tmp, E * in * out);
+        for (int64_t e = 0; e < E; e++) /* [in, out] -> [out, in] */
+            for (int64_t i = 0; i < in; i++)
+                for (int64_t o = 0; o < out; o++)
+                    host[(e * out + o) * in + i] = tmp[(e * in + i) * out + o];
+        free(tmp);
+        return 0;
+    }
+    const struct st_tensor *blocks, *scales;
+    if (st_model_find_mxfp4(st, name, &blocks, &scales, err))
+        return err_prefix(err, "expert weight '%s' is neither a float tensor nor MXFP4", name);
+    if (blocks->rank != 4 || blocks->shape[0] != E || blocks->shape[1] != out ||
+        blocks->shape[2] * MXFP4_BLOCK != in)
+        return err_set(err, "'%s_blocks' is not [%lld, %lld, %lld, 16] for %lld inputs", name, (long long)E,
+                       (long long)out, (long long)(in / MXFP4_BLOCK), (long long)in);
+    mxfp4_dequantize(blocks->data, scales->data, E * out * (in / MXFP4_BLOCK), host);
+    return 0;
+}
+
+static int read_bias(const struct st_model *st, const char *name, int64_t E, int64_t out, float *host, tune_err *err)
+{
+    const struct st_file *file;
+    const struct st_tensor *t = st_model_find(st, name, &file);
+    if (!t)
+        return err_set(err, "missing tensor '%s'", name);
+    if (!is_float(t->dtype) || t->rank != 2 || t->shape[0] != E || t->shape[1] != out)
+        return err_set(err, "%s: tensor '%s' is not a float [%lld, %lld]", file->path, name, (long long)E,
+                       (long long)out);
+    to_f32(t, host, E * out);
+    return 0;
+}
+
+int experts_load(struct llama *m, const struct st_model *st, int64_t l, int i, tune_err *err)
+{
+    const struct linear_shape *li = &m->lin[i];
+    struct llama_layer *ly = &m->layers[l];
+    int64_t E = li->stack, out = li->out, in = li->in;
+    char name[192];
+    snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, li->module);
+    float *host = malloc(sizeof(float) * (size_t)(E * out * in));
+    if (!host)
+        return err_set(err, "out of memory reading '%s'", name);
+    int rc = read_weight(st, name, E, out, in, host, err) || upload_f32(m, &ly->w[i], host, E * out * in, err);
+    if (!rc && ly->bias[i].data) {
+        snprintf(name, sizeof name, "model.layers.%lld.%s_bias", (long long)l, li->module);
+        rc = read_bias(st, name, E, out, host, err) || upload_f32(m, &ly->bias[i], host, E * out, err);
+    }
+    free(host);
+    return rc ? -1 : 0;
+}
