@@ -198,6 +198,24 @@ else
     grep -q "^data" "$tmp/nofit.out" && fail "no fit: the data was read first"
 fi
 
+# A save that cannot be written (a full disk, here a file-size limit) stops the run naming
+# the file, and the checkpoint before it stays whole.
+checks=$((checks + 1))
+if train_demo --output "$tmp/disk" --max-steps 6 --save-steps 2 >/dev/null 2>&1; then
+    rm -r "$tmp/disk/checkpoint-4" "$tmp/disk/final"
+    if (trap '' XFSZ; ulimit -f 100; "$TUNE" train --resume "$tmp/disk/checkpoint-2" >/dev/null 2>"$tmp/disk.err"); then
+        fail "a save past the file-size limit did not fail"
+    else
+        grep -q "tune train: $tmp/disk/.checkpoint-4.tmp/[a-z_]*.safetensors: write failed: File too large" "$tmp/disk.err" ||
+            fail "failed save: $(tail -1 "$tmp/disk.err")"
+        [ ! -e "$tmp/disk/checkpoint-4" ] || fail "failed save: a checkpoint-4 was left"
+        "$TUNE" eval --model examples/models/tiny-llama --adapter "$tmp/disk/checkpoint-2" --data examples/data/grading \
+            --template examples/templates/grading.json --seq 128 >/dev/null 2>&1 || fail "failed save: checkpoint-2 lost"
+    fi
+else
+    fail "tune train for the failed-save check failed"
+fi
+
 # Two runs never write to one output directory at once.
 checks=$((checks + 1))
 "$TUNE" train $demo_train_args --output "$tmp/lock" --epochs 100 >/dev/null 2>&1 &

@@ -123,7 +123,16 @@ int cmd_train(int argc, char **argv)
         n_loaded = n_saved;
         /* The run continues where its checkpoint is, even if the folder moved. */
         static char parent[4096];
-        snprintf(parent, sizeof parent, "%s/..", argv[1]);
+        snprintf(parent, sizeof parent, "%s", argv[1]);
+        char *slash = strrchr(parent, '/');
+        while (slash && slash > parent && slash[1] == 0) { /* "run/checkpoint-4/" */
+            *slash = 0;
+            slash = strrchr(parent, '/');
+        }
+        if (slash)
+            slash[slash == parent] = 0; /* the folder holding the checkpoint ("/" kept) */
+        else
+            snprintf(parent, sizeof parent, ".");
         saved[n_saved++] = "--resume";
         saved[n_saved++] = argv[1];
         saved[n_saved++] = "--output";
