@@ -252,6 +252,42 @@ static void test_checkpointing_is_exact(void **state)
         free(grads[ck]);
 }
 
+/* rsLoRA scales by alpha / sqrt(r) (PEFT's use_rslora): with alpha set to
+ * alpha sqrt(r) / r the scale is the plain adapter's, and so is the loss
+ * (transformers' golden); with alpha unchanged it is not. The setting
+ * round-trips through adapter_config.json. */
+static void test_rslora_scale(void **state)
+{
+    struct fixture *f = *state;
+    struct llama_batch b = golden_batch(f);
+    float want = *(const float *)st_file_find(&f->golden, "loss_sum")->data;
+    double r = (double)f->rc.lora_r, loss[2];
+    for (int same = 0; same < 2; same++) {
+        struct run_config rc = f->rc;
+        rc.use_rslora = true;
+        rc.lora_alpha = same ? f->rc.lora_alpha * sqrt(r) / r : f->rc.lora_alpha;
+        struct llama m;
+        tune_err err = {{0}};
+        int64_t counted;
+        load_model(f, &m, &rc);
+        assert_int_equal(llama_step(&m, &b, false, 0, 0, &loss[same], &counted, &err), 0);
+        if (same) {
+            char dir[] = "/tmp/tune-rslora-XXXXXX", cmd[64];
+            assert_non_null(mkdtemp(dir));
+            assert_int_equal(peft_save_adapter(&m, dir, f->dir, &err), 0);
+            struct run_config back;
+            run_config_default(&back, &f->spec);
+            assert_int_equal(peft_read_config(dir, &f->spec, &back, &err), 0);
+            assert_true(back.use_rslora);
+            snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+            assert_int_equal(system(cmd), 0);
+        }
+        llama_free(&m);
+    }
+    assert_true(fabs(loss[1] - want) <= 1e-5 * fabs(want));
+    assert_true(fabs(loss[0] - want) > 1e-4 * fabs(want));
+}
+
 /* tune merge against PEFT's merge_and_unload on the same base and adapter. */
 static void test_merge_matches_peft(void **state)
 {
@@ -509,6 +545,7 @@ static void test_peft_roundtrip_logits(void **state)
     cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
         cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup, teardown, dir),   \
+        cmocka_unit_test_prestate_setup_teardown(test_rslora_scale, setup, teardown, dir),             \
         cmocka_unit_test_prestate_setup_teardown(test_merge_matches_peft, setup, teardown, dir),       \
         cmocka_unit_test_prestate_setup_teardown(test_decode_matches_transformers, setup, teardown, dir), \
         cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir),        \

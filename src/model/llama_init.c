@@ -257,7 +257,7 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         ly->sinks = param_view(m, "layers.*.self_attn.sinks", l, spec->heads, 1);
     }
     m->attn_scale = 1.0f / sqrtf((float)spec->head_dim);
-    m->lora_scale = (float)(rc->lora_alpha / (double)rc->lora_r);
+    m->lora_scale = (float)(rc->lora_alpha / (rc->use_rslora ? sqrt((double)rc->lora_r) : (double)rc->lora_r));
     if (build_rope(m, err)) {
         llama_free(m);
         return -1;

@@ -42,8 +42,9 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
               json_get_bool(cfg, "use_dora", &dora, err) || json_get_bool(cfg, "use_rslora", &rslora, err);
     if (!rc_ && strcmp(type, "LORA"))
         rc_ = err_set(err, "peft_type: '%s' is not LORA", type);
-    if (!rc_ && (dora || rslora))
-        rc_ = err_set(err, "%s: tune does not train it yet", dora ? "use_dora" : "use_rslora");
+    if (!rc_ && dora)
+        rc_ = err_set(err, "use_dora: tune does not train it yet");
+    rc->use_rslora = rslora;
     const cJSON *mods = cJSON_GetObjectItemCaseSensitive(cfg, "target_modules");
     if (!rc_ && !cJSON_IsArray(mods))
         rc_ = err_set(err, "target_modules: expected a list of module names");
@@ -147,7 +148,7 @@ static int write_config(const struct llama *m, const char *dir, const char *base
     }
     cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(c, "use_dora", false);
-    cJSON_AddBoolToObject(c, "use_rslora", false);
+    cJSON_AddBoolToObject(c, "use_rslora", m->rc.use_rslora);
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     char path[4096];

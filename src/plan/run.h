@@ -31,6 +31,7 @@ struct run_config {
     enum method method;
     int64_t lora_r;
     double lora_alpha, lora_dropout;
+    bool use_rslora;                     /* scale alpha / sqrt(r) instead of alpha / r (PEFT's rsLoRA) */
     uint32_t targets;                    /* bit (1 << TARGET_x) */
     bool all_layers;                     /* else only layer_selected[] */
     bool layer_selected[SPEC_MAX_LAYERS];
