@@ -28,57 +28,13 @@
 
 #include "backend/backend.h"
 #include "io/safetensors.h"
+#include "op_ctx.h"
 
-#define FIXTURE "tests/fixtures/ops/moe.safetensors"
 #define GOLDEN_TOL 1e-5
-#define CTX_MAX_ALLOCS 512
 
 static struct backend *be;
 
-/* ---- per-test state, tensors, comparisons (as tests/test_cpu_ops.c) ---- */
-
-/* What a test owns, released by the teardown even after a failed check: its
- * allocations and the fixture file. */
-struct ctx {
-    struct st_file f;
-    void *alloc[CTX_MAX_ALLOCS];
-    int n_alloc;
-};
-
-static int ctx_setup(void **state)
-{
-    struct ctx *c = calloc(1, sizeof *c);
-    tune_err err = {{0}};
-    if (!c)
-        return -1;
-    if (st_file_open(&c->f, FIXTURE, &err)) {
-        print_error("%s\n", err.msg);
-        free(c);
-        return -1;
-    }
-    *state = c;
-    return 0;
-}
-
-static int ctx_teardown(void **state)
-{
-    struct ctx *c = *state;
-    st_file_close(&c->f);
-    while (c->n_alloc)
-        free(c->alloc[--c->n_alloc]);
-    free(c);
-    return 0;
-}
-
-#define TEST(fn) cmocka_unit_test_setup_teardown(fn, ctx_setup, ctx_teardown)
-
-static void *ctx_alloc(struct ctx *c, size_t bytes)
-{
-    assert_true(c->n_alloc < CTX_MAX_ALLOCS);
-    void *p = malloc(bytes ? bytes : 1);
-    assert_non_null(p);
-    return c->alloc[c->n_alloc++] = p;
-}
+/* ---- tensors, comparisons (the per-test state is op_ctx.h) ---- */
 
 /* A tensor [d0] / [d0, d1] (d1 == 0 drops it) of F32 or I32, every element
  * `fill` (NaN or -1 for outputs that must be written). */
@@ -92,21 +48,6 @@ static struct tensor mk(struct ctx *c, enum dtype dt, float fill, int64_t d0, in
         else
             ((int32_t *)t.data)[i] = (int32_t)fill;
     }
-    return t;
-}
-
-/* A writable copy of the fixture's F32 or I32 tensor `name`. */
-static struct tensor fx(struct ctx *c, const char *name)
-{
-    const struct st_tensor *st = st_file_find(&c->f, name);
-    if (!st)
-        fail_msg("%s: no tensor %s", c->f.path, name);
-    assert_true((st->dtype == DTYPE_F32 || st->dtype == DTYPE_I32) && st->rank <= TENSOR_MAX_RANK);
-    struct tensor t = {.dtype = st->dtype, .rank = st->rank};
-    for (int i = 0; i < st->rank; i++)
-        t.shape[i] = st->shape[i];
-    t.data = ctx_alloc(c, (size_t)st->nbytes);
-    memcpy(t.data, st->data, (size_t)st->nbytes);
     return t;
 }
 
@@ -436,12 +377,12 @@ int main(void)
 {
     be = backend_cpu();
     const struct CMUnitTest tests[] = {
-        TEST(test_topk),
-        TEST(test_swiglu_oai),
-        TEST(test_block),
-        TEST(test_topk_ties),
-        TEST(test_group_gather_scatter),
-        TEST(test_moe_matmul),
+        TEST(test_topk, "moe"),
+        TEST(test_swiglu_oai, "moe"),
+        TEST(test_block, "moe"),
+        TEST(test_topk_ties, "moe"),
+        TEST(test_group_gather_scatter, "moe"),
+        TEST(test_moe_matmul, "moe"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
