@@ -173,6 +173,10 @@ struct backend {
      * added). The experts' linears in one call, whatever the split. */
     void (*moe_matmul)(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
                        const struct tensor *bias, const struct tensor *offsets, float beta);
+    /* dw[e] += dc[rows of e]^T a[rows of e] for every expert e: dc [N, O],
+     * a [N, K], dw [E, O, K] fp32 (the gradient of moe_matmul's w, tw). */
+    void (*moe_weight_grad)(struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,
+                            const struct tensor *offsets);
     /* gpt-oss's gated activation on interleaved columns: gate = x[:, 0::2]
      * clamped above at limit, up = x[:, 1::2] clamped to [-limit, limit],
      * h = (up + 1) * gate * sigmoid(alpha * gate). x [N, 2I] -> h [N, I].

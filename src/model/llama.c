@@ -98,9 +98,14 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
     for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
         a.xa[i] = (struct tensor){0};
         if (i < (int)(sizeof m->lin / sizeof m->lin[0]) && m->lin[i].module) {
+            bool expert = m->lin[i].component == COMPONENT_EXPERTS; /* one row per routed (token, slot) */
             snprintf(name, sizeof name, "%s.%s.lora_xa", pre, m->lin[i].module);
-            a.xa[i] = view(m, name, in, 0, T, m->rc.lora_r);
+            a.xa[i] = view(m, name, in, 0, expert ? T * s->experts_per_token : T, m->rc.lora_r);
         }
+    }
+    if (s->experts) {
+        a.moe.xa_gate_up = a.xa[LIN_EXPERTS_GATE_UP];
+        a.moe.xa_down = a.xa[LIN_EXPERTS_DOWN];
     }
     return a;
 }
@@ -189,7 +194,8 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
         struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
         linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], 0, step);
         be->convert(be, out, &a->mid);
-        moe_forward(m, l, &a->moe, out, &a->xn2, &logits);
+        struct tensor lora = view(m, "grad.lora_xa", 0, 0, T * s->experts_per_token, m->rc.lora_r);
+        moe_forward(m, l, &a->moe, out, &a->xn2, &logits, &lora);
         return;
     }
     linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
@@ -208,7 +214,10 @@ static void moe_block_backward(struct llama *m, int64_t l, struct layer_acts *a,
     int64_t T = a->x.shape[0], N = T * s->experts_per_token, C = s->hidden, I = s->intermediate;
     struct moe_scratch g = {view(m, "grad.experts_out", 0, 0, N, C), view(m, "grad.gate_up", 0, 0, N, 2 * I),
                             view(m, "forward_and_grad.act", 0, 0, N, I), view(m, "experts.input_permuted", 0, 0, N, C),
-                            tensor_1d(view(m, "grad.router_weights", 0, 0, N, 1).data, DTYPE_F32, N)};
+                            tensor_1d(view(m, "grad.router_weights", 0, 0, N, 1).data, DTYPE_F32, N),
+                            view(m, "grad.lora_xa", 0, 0, N, m->rc.lora_r),
+                            m->rc.grad_ckpt == GRAD_CKPT_SELECTIVE ? view(m, "selective.mlp.act", 0, 0, N, I)
+                                                                   : (struct tensor){0}};
     struct tensor dlogits = view(m, "router.logits", 0, 0, T, s->experts);
     moe_backward(m, l, &a->moe, &g, dxn, &dlogits, dres);
     linear_backward(m, l, LIN_ROUTER, dxn, &dlogits, &a->xn2, &a->xa[LIN_ROUTER], 1, step);

@@ -170,10 +170,12 @@ int llama_supports(const struct model_spec *spec, const struct run_config *rc, c
                    tune_err *err)
 {
     /* transformers 5's gpt-oss router is no Linear, so PEFT could not load a LoRA on it. */
-    uint32_t not_yet = 1u << TARGET_GATE_UP | 1u << TARGET_DOWN | 1u << TARGET_ROUTER;
-    if (spec->experts && (rc->method != METHOD_LORA || rc->targets & not_yet))
-        return err_set(err, "%s: gpt-oss trains LoRA on q, k, v, o for now (full fine-tuning and LoRA on the "
-                            "router and experts are not built yet)", spec->name);
+    if (spec->experts && (rc->method != METHOD_LORA || rc->targets & 1u << TARGET_ROUTER))
+        return err_set(err, "%s: gpt-oss trains LoRA on q, k, v, o and the experts for now (full fine-tuning and "
+                            "LoRA on the router are not built yet)", spec->name);
+    if (spec->experts && rc->lora_dropout > 0 && rc->targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN))
+        return err_set(err, "%s: LoRA dropout on the experts: PEFT has none there (target_parameters); use "
+                            "--dropout 0", spec->name);
     if (spec->experts && rc->base_dtype == DTYPE_MXFP4)
         return err_set(err, "%s: training on the MXFP4 experts kept quantized is not built yet: --base-dtype bf16 "
                             "dequantizes them at load", spec->name);
@@ -238,13 +240,14 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
             struct lora *lo = &ly->lora[i];
             lo->on = true;
             snprintf(name, sizeof name, "layers.*.%s.lora_A", li->module);
-            lo->A = param_view(m, name, ordinal[i], rc->lora_r, li->in);
+            /* experts: one factor per expert, stacked: A [E * r, in], B [E * out, r] */
+            lo->A = param_view(m, name, ordinal[i], li->stack * rc->lora_r, li->in);
             snprintf(name, sizeof name, "layers.*.%s.lora_A.grad", li->module);
-            lo->dA = param_view(m, name, ordinal[i], rc->lora_r, li->in);
+            lo->dA = param_view(m, name, ordinal[i], li->stack * rc->lora_r, li->in);
             snprintf(name, sizeof name, "layers.*.%s.lora_B", li->module);
-            lo->B = param_view(m, name, ordinal[i], li->out, rc->lora_r);
+            lo->B = param_view(m, name, ordinal[i], li->stack * li->out, rc->lora_r);
             snprintf(name, sizeof name, "layers.*.%s.lora_B.grad", li->module);
-            lo->dB = param_view(m, name, ordinal[i], li->out, rc->lora_r);
+            lo->dB = param_view(m, name, ordinal[i], li->stack * li->out, rc->lora_r);
             ordinal[i]++;
         }
         char *norms = plan_arena_at(&m->arena, "layers.*.{input,post_attention}_layernorm.weight", l);

@@ -19,8 +19,53 @@ static struct tensor expert_bias(const struct llama *m, int64_t l, int i)
     return tensor_reshape(&m->layers[l].bias[i], 2, shape);
 }
 
+/* The experts' LoRA (PEFT's target_parameters): per expert e, y += s x A_e^T
+ * B_e^T, A stacked [E, r, in], B [E, out, r]; xa keeps x A^T for backward. */
+static struct tensor stacked(const struct tensor *t, int64_t e, int64_t rows, int64_t cols)
+{
+    int64_t shape[3] = {e, rows, cols};
+    return tensor_reshape(t, 3, shape);
+}
+
+static void lora_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x, struct tensor *xa,
+                         const struct tensor *offsets, struct tensor *scaled)
+{
+    struct backend *be = m->be;
+    const struct linear_shape *li = &m->lin[i];
+    const struct lora *lo = &m->layers[l].lora[i];
+    if (!lo->on)
+        return;
+    int64_t r = m->rc.lora_r;
+    struct tensor A = stacked(&lo->A, li->stack, r, li->in), B = stacked(&lo->B, li->stack, li->out, r);
+    be->moe_matmul(be, xa, x, &A, true, NULL, offsets, 0.0f);
+    be->convert(be, scaled, xa);
+    be->scale(be, scaled, m->lora_scale);
+    be->moe_matmul(be, y, scaled, &B, true, NULL, offsets, 1.0f);
+}
+
+/* Given dy of expert linear i: dB += s dy^T xa, dA += (s dy B)^T x, dx += s dy B A.
+ * xa is scaled by s in place (it is not read again). */
+static void lora_backward(struct llama *m, int64_t l, int i, struct tensor *dx, const struct tensor *dy,
+                          const struct tensor *x, struct tensor *xa, const struct tensor *offsets, struct tensor *dxa)
+{
+    struct backend *be = m->be;
+    const struct linear_shape *li = &m->lin[i];
+    struct lora *lo = &m->layers[l].lora[i];
+    if (!lo->on)
+        return;
+    int64_t r = m->rc.lora_r;
+    struct tensor A = stacked(&lo->A, li->stack, r, li->in), B = stacked(&lo->B, li->stack, li->out, r);
+    struct tensor dA = stacked(&lo->dA, li->stack, r, li->in), dB = stacked(&lo->dB, li->stack, li->out, r);
+    be->moe_matmul(be, dxa, dy, &B, false, NULL, offsets, 0.0f);
+    be->scale(be, dxa, m->lora_scale);
+    be->scale(be, xa, m->lora_scale);
+    be->moe_weight_grad(be, &dB, dy, xa, offsets);
+    be->moe_weight_grad(be, &dA, dxa, x, offsets);
+    be->moe_matmul(be, dx, dxa, &A, false, NULL, offsets, 1.0f);
+}
+
 void moe_forward(struct llama *m, int64_t l, struct moe_acts *a, struct tensor *y, const struct tensor *xn,
-                 const struct tensor *logits)
+                 const struct tensor *logits, struct tensor *lora)
 {
     struct backend *be = m->be;
     int64_t k = m->spec->experts_per_token;
@@ -31,12 +76,14 @@ void moe_forward(struct llama *m, int64_t l, struct moe_acts *a, struct tensor *
     be->moe_group(be, &a->order, &a->position, &a->offsets, &a->experts);
     be->moe_gather(be, &a->rows, xn, &a->order, NULL, k);
     be->moe_matmul(be, &a->gate_up, &a->rows, &w_gu, true, &b_gu, &a->offsets, 0.0f);
+    lora_forward(m, l, LIN_EXPERTS_GATE_UP, &a->gate_up, &a->rows, &a->xa_gate_up, &a->offsets, lora);
     be->swiglu_oai(be, &a->act, &a->gate_up, MOE_SWIGLU_ALPHA, limit);
     be->moe_matmul(be, &a->out, &a->act, &w_down, true, &b_down, &a->offsets, 0.0f);
+    lora_forward(m, l, LIN_EXPERTS_DOWN, &a->out, &a->act, &a->xa_down, &a->offsets, lora);
     be->moe_scatter(be, y, &a->out, &a->position, &a->weights, k);
 }
 
-void moe_backward(struct llama *m, int64_t l, const struct moe_acts *a, const struct moe_scratch *g,
+void moe_backward(struct llama *m, int64_t l, struct moe_acts *a, const struct moe_scratch *g,
                   struct tensor *dxn, struct tensor *dlogits, const struct tensor *dy)
 {
     struct backend *be = m->be;
@@ -44,12 +91,19 @@ void moe_backward(struct llama *m, int64_t l, const struct moe_acts *a, const st
     float limit = (float)m->spec->swiglu_limit;
     struct tensor w_gu = expert_weight(m, l, LIN_EXPERTS_GATE_UP), w_down = expert_weight(m, l, LIN_EXPERTS_DOWN);
     struct tensor dweights = g->dweights, dout = g->dout, dact = g->dact, dgate_up = g->dgate_up, drows = g->drows;
+    struct tensor lora = g->lora, act = a->act;
+    if (g->act_again.data && m->layers[l].lora[LIN_EXPERTS_DOWN].on) { /* selective checkpointing */
+        act = g->act_again;
+        be->swiglu_oai(be, &act, &a->gate_up, MOE_SWIGLU_ALPHA, limit);
+    }
     /* y[t] += sum_j w[t, j] out[row of (t, j)]: the weights' and the rows' gradients. */
     be->moe_weights_backward(be, &dweights, dy, &a->out, &a->position, k);
     be->moe_gather(be, &dout, dy, &a->order, &a->weights, k);
     be->moe_matmul(be, &dact, &dout, &w_down, false, NULL, &a->offsets, 0.0f);
+    lora_backward(m, l, LIN_EXPERTS_DOWN, &dact, &dout, &act, &a->xa_down, &a->offsets, &lora);
     be->swiglu_oai_backward(be, &dgate_up, &dact, &a->gate_up, MOE_SWIGLU_ALPHA, limit);
     be->moe_matmul(be, &drows, &dgate_up, &w_gu, false, NULL, &a->offsets, 0.0f);
+    lora_backward(m, l, LIN_EXPERTS_GATE_UP, &drows, &dgate_up, &a->rows, &a->xa_gate_up, &a->offsets, &lora);
     be->zero(be, dxn);
     be->moe_scatter(be, dxn, &drows, &a->position, NULL, k);
     int64_t shape[2] = {a->experts.shape[0], k};

@@ -18,6 +18,37 @@ static void tensor_name(char *out, size_t len, int64_t layer, const char *module
     snprintf(out, len, "base_model.model.model.layers.%lld.%s.%s.weight", (long long)layer, module, which);
 }
 
+/* PEFT's path of expert linear i's LoRA in layer l. target_parameters wraps
+ * the experts module once per parameter, in the order the module registers
+ * them (gate_up_proj, then down_proj): with both trained, gate_up's wrapper is
+ * the inner one, "mlp.experts.base_layer". */
+static const char *expert_module(const struct llama *m, int64_t l, int i)
+{
+    const struct llama_layer *ly = &m->layers[l];
+    bool both = ly->lora[LIN_EXPERTS_GATE_UP].on && ly->lora[LIN_EXPERTS_DOWN].on;
+    return both && i == LIN_EXPERTS_GATE_UP ? "mlp.experts.base_layer" : "mlp.experts";
+}
+
+static bool is_expert(const struct llama *m, int i) { return m->lin[i].component == COMPONENT_EXPERTS; }
+
+const char *peft_module(const struct llama *m, int64_t l, int i)
+{
+    return is_expert(m, i) ? expert_module(m, l, i) : m->lin[i].module;
+}
+
+void peft_expert_b_layout(float *dst, const float *src, int64_t E, int64_t out, int64_t r, bool to_peft)
+{
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t j = 0; j < r; j++) {
+                int64_t ours = (e * out + o) * r + j, peft = o * r * E + j * E + e;
+                if (to_peft)
+                    dst[peft] = src[ours];
+                else
+                    dst[ours] = src[peft];
+            }
+}
+
 /* The short module name PEFT lists in target_modules: "q_proj". */
 static const char *leaf(const char *module)
 {
@@ -58,6 +89,21 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
         }
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", it->valuestring);
     }
+    /* LoRA on the experts' parameters (gpt-oss): "mlp.experts.gate_up_proj" is target gate_up. */
+    const cJSON *params = rc_ ? NULL : cJSON_GetObjectItemCaseSensitive(cfg, "target_parameters");
+    if (!cJSON_IsArray(params))
+        params = NULL;
+    cJSON_ArrayForEach(it, params)
+    {
+        const char *p = cJSON_IsString(it) ? it->valuestring : "";
+        const char *t = !strcmp(p, "mlp.experts.gate_up_proj") ? "gate_up" : !strcmp(p, "mlp.experts.down_proj") ? "down" : NULL;
+        if (!t) {
+            char shown[ERR_SHOWN_SIZE];
+            rc_ = err_set(err, "target_parameters: '%s' is not an expert parameter tune trains", err_shown(shown, p));
+            break;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", t);
+    }
     if (!rc_) {
         rc->method = METHOD_LORA;
         rc->lora_alpha = alpha;
@@ -83,22 +129,31 @@ int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
                 continue;
             struct tensor *dst[2] = {&lo->A, &lo->B};
             const char *which[2] = {"lora_A", "lora_B"};
+            int64_t E = m->lin[i].stack, r = m->rc.lora_r, out = m->lin[i].out;
             for (int k = 0; k < 2; k++) {
-                tensor_name(name, sizeof name, l, m->lin[i].module, which[k]);
+                bool expert_b = k == 1 && is_expert(m, i); /* PEFT's [out, r * E] */
+                int64_t rows = expert_b ? out : dst[k]->shape[0], cols = expert_b ? r * E : dst[k]->shape[1];
+                tensor_name(name, sizeof name, l, peft_module(m, l, i), which[k]);
                 const struct st_tensor *t = st_file_find(&f, name);
                 if (!t) {
                     st_file_close(&f);
                     return err_set(err, "%s: missing tensor '%s'", path, name);
                 }
-                if (t->dtype != DTYPE_F32 || t->rank != 2 || t->shape[0] != dst[k]->shape[0] ||
-                    t->shape[1] != dst[k]->shape[1]) {
+                if (t->dtype != DTYPE_F32 || t->rank != 2 || t->shape[0] != rows || t->shape[1] != cols) {
                     st_file_close(&f);
                     return err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected F32 [%lld, %lld]", path, name,
                                    dtype_name(t->dtype), (long long)t->shape[0],
-                                   (long long)(t->rank > 1 ? t->shape[1] : 0), (long long)dst[k]->shape[0],
-                                   (long long)dst[k]->shape[1]);
+                                   (long long)(t->rank > 1 ? t->shape[1] : 0), (long long)rows, (long long)cols);
                 }
-                m->be->upload(m->be, dst[k]->data, t->data, (size_t)t->nbytes);
+                float *ours = expert_b ? malloc((size_t)t->nbytes) : NULL;
+                if (expert_b && !ours) {
+                    st_file_close(&f);
+                    return err_set(err, "out of memory");
+                }
+                if (ours)
+                    peft_expert_b_layout(ours, t->data, E, out, r, false);
+                m->be->upload(m->be, dst[k]->data, ours ? ours : t->data, (size_t)t->nbytes);
+                free(ours);
                 expected++;
             }
         }
@@ -131,12 +186,14 @@ static int write_config(const struct llama *m, const char *dir, const char *base
     cJSON_AddItemToObject(c, "rank_pattern", cJSON_CreateObject());
     cJSON_AddItemToObject(c, "alpha_pattern", cJSON_CreateObject());
     cJSON *targets = cJSON_AddArrayToObject(c, "target_modules");
+    cJSON *params = m->spec->experts ? cJSON_AddArrayToObject(c, "target_parameters") : NULL;
     for (int i = 0; i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
         bool on = false;
         for (int64_t l = 0; l < m->spec->layers; l++)
             on |= m->layers[l].lora[i].on;
         if (on)
-            cJSON_AddItemToArray(targets, cJSON_CreateString(leaf(m->lin[i].module)));
+            cJSON_AddItemToArray(is_expert(m, i) ? params : targets,
+                                 cJSON_CreateString(is_expert(m, i) ? m->lin[i].module : leaf(m->lin[i].module)));
     }
     if (m->rc.all_layers) {
         cJSON_AddNullToObject(c, "layers_to_transform");
@@ -181,14 +238,25 @@ int peft_save_adapter(const struct llama *m, const char *dir, const char *base_m
             const struct tensor *src[2] = {&lo->A, &lo->B};
             const char *which[2] = {"lora_A", "lora_B"};
             for (int j = 0; !rc && j < 2; j++, k++) {
-                tensor_name(names[k], sizeof names[k], l, m->lin[i].module, which[j]);
+                tensor_name(names[k], sizeof names[k], l, peft_module(m, l, i), which[j]);
                 size_t bytes = sizeof(float) * (size_t)tensor_numel(src[j]);
-                if (!(host[k] = malloc(bytes))) {
+                float *ours = malloc(bytes);
+                if (!ours || !(host[k] = malloc(bytes))) {
+                    free(ours);
                     rc = err_set(err, "out of memory");
                     break;
                 }
-                m->be->download(m->be, host[k], src[j]->data, bytes);
-                rc = st_writer_add(&w, names[k], DTYPE_F32, 2, src[j]->shape, host[k], err);
+                m->be->download(m->be, ours, src[j]->data, bytes);
+                int64_t E = m->lin[i].stack, r = m->rc.lora_r, out = m->lin[i].out, shape[2];
+                if (j == 1 && is_expert(m, i)) { /* PEFT's [out, r * E] */
+                    peft_expert_b_layout(host[k], ours, E, out, r, true);
+                    shape[0] = out, shape[1] = r * E;
+                } else {
+                    memcpy(host[k], ours, bytes);
+                    shape[0] = src[j]->shape[0], shape[1] = src[j]->shape[1];
+                }
+                free(ours);
+                rc = st_writer_add(&w, names[k], DTYPE_F32, 2, shape, host[k], err);
             }
         }
     char path[4096];

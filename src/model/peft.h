@@ -22,4 +22,12 @@ int peft_load_adapter(struct llama *m, const char *dir, tune_err *err);
  * each atomically. base_model names the base for PEFT (may be NULL). */
 int peft_save_adapter(const struct llama *m, const char *dir, const char *base_model, tune_err *err);
 
+/* PEFT's module path of linear i's LoRA in layer l ("self_attn.q_proj";
+ * gpt-oss's experts: "mlp.experts" or, for gate_up with down also trained,
+ * "mlp.experts.base_layer"). */
+const char *peft_module(const struct llama *m, int64_t l, int i);
+/* An expert LoRA's B between tune's [E, out, r] and PEFT's [out, r * E]
+ * (expert e's column j at j * E + e); to_peft picks the way. */
+void peft_expert_b_layout(float *dst, const float *src, int64_t E, int64_t out, int64_t r, bool to_peft);
+
 #endif

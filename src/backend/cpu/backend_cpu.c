@@ -85,6 +85,7 @@ static struct backend cpu_backend = {
     .moe_scatter = cpu_moe_scatter,
     .moe_weights_backward = cpu_moe_weights_backward,
     .moe_matmul = cpu_moe_matmul,
+    .moe_weight_grad = cpu_moe_weight_grad,
     .swiglu_oai = cpu_swiglu_oai,
     .swiglu_oai_backward = cpu_swiglu_oai_backward,
     .cross_entropy = cpu_cross_entropy,

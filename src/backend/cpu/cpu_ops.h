@@ -72,6 +72,8 @@ void cpu_moe_weights_backward(struct backend *b, struct tensor *dweights, const 
                               const struct tensor *rows, const struct tensor *position, int64_t k);
 void cpu_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
                     const struct tensor *bias, const struct tensor *offsets, float beta);
+void cpu_moe_weight_grad(struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,
+                         const struct tensor *offsets);
 void cpu_swiglu_oai(struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit);
 void cpu_swiglu_oai_backward(struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x,
                              float alpha, float limit);

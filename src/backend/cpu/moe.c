@@ -245,6 +245,24 @@ void cpu_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a,
     }
 }
 
+void cpu_moe_weight_grad(struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,
+                         const struct tensor *offsets)
+{
+    assert(dw->dtype == DTYPE_F32 && dc->dtype == DTYPE_F32 && a->dtype == DTYPE_F32 && offsets->dtype == DTYPE_I32);
+    int64_t e_n = tensor_numel(offsets) - 1, n = cpu_rows(a), k_n = cpu_cols(a), o_n = cpu_cols(dc);
+    assert(cpu_rows(dc) == n && tensor_numel(dw) == e_n * o_n * k_n);
+    const int32_t *off = offsets->data;
+    assert(off[0] == 0 && off[e_n] == n);
+    for (int64_t e = 0; e < e_n; e++) {
+        int64_t r0 = off[e], m = off[e + 1] - off[e];
+        if (m == 0)
+            continue;
+        struct tensor cs = tensor_rows(dc, r0, m), as = tensor_rows(a, r0, m);
+        struct tensor we = tensor_2d((float *)dw->data + e * o_n * k_n, DTYPE_F32, o_n, k_n);
+        cpu_matmul(b, &we, &cs, true, &as, false, 1.0f, 1.0f);
+    }
+}
+
 static float sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 /* Comparisons written so that NaN stays NaN (fminf would return the limit). */

@@ -125,6 +125,7 @@ static const struct backend cuda_table = {
     .moe_scatter = NULL,
     .moe_weights_backward = NULL,
     .moe_matmul = NULL,
+    .moe_weight_grad = NULL,
     .swiglu_oai = NULL,
     .swiglu_oai_backward = NULL,
     .cross_entropy = cuda_cross_entropy,
