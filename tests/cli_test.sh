@@ -290,6 +290,12 @@ expect 2 "--data and --output are required" -- train --model examples/models/tin
 expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --data examples/data/grading --output "$tmp/x" --targets xx
 printf '{"format": "tune-checkpoint-1", "global_step": 4}' >"$tmp/run/checkpoint-4/trainer_state.json"
 expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkpoint-4"
+# A resume with another LoRA rank, a model whose weights do not match its config: one line each.
+expect 1 "adapter_model.safetensors: tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' is F32 [4, 128], expected F32 [8, 128]" \
+    -- train $demo_train_args --r 8 --output "$tmp/other" --resume "$tmp/run/checkpoint-8"
+cp -r examples/models/tiny-llama "$tmp/mismatch" && sed -i 's/"intermediate_size": [0-9]*/"intermediate_size": 100/' "$tmp/mismatch/config.json"
+expect 1 "model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has 2 dims (49152 elements), expected [100, 128]" \
+    -- train --model "$tmp/mismatch" --data examples/data/grading --template examples/templates/grading.json --output "$tmp/mm"
 
 # tune inspect: a model folder written by transformers' save_pretrained (weights checked
 # tensor by tensor against config.json), safetensors files, datasets. A folder whose
