@@ -140,10 +140,12 @@ int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
                     return err_set(err, "%s: missing tensor '%s'", path, name);
                 }
                 if (t->dtype != DTYPE_F32 || t->rank != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+                    /* the message reads t, which the file owns: close after */
+                    err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected F32 [%lld, %lld]", path, name,
+                            dtype_name(t->dtype), (long long)t->shape[0], (long long)(t->rank > 1 ? t->shape[1] : 0),
+                            (long long)rows, (long long)cols);
                     st_file_close(&f);
-                    return err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected F32 [%lld, %lld]", path, name,
-                                   dtype_name(t->dtype), (long long)t->shape[0],
-                                   (long long)(t->rank > 1 ? t->shape[1] : 0), (long long)rows, (long long)cols);
+                    return -1;
                 }
                 float *ours = expert_b ? malloc((size_t)t->nbytes) : NULL;
                 if (expert_b && !ours) {
