@@ -244,7 +244,8 @@ else
 fi
 
 # gpt-oss end to end (examples/models/tiny-gptoss, bf16): LoRA on q, k, v, o
-# trains, lowers the loss, and the adapter loads back; LoRA on the experts trains too;
+# trains, lowers the loss, and the adapter loads back; LoRA on the experts trains too and
+# generates;
 # what is not built (router LoRA, full fine-tuning) is refused in one line. Six steps see different batches, so the eval loss of the whole set,
 # base against adapter, is the firmer of the two loss checks.
 gptoss="--model examples/models/tiny-gptoss --data examples/data/grading --template examples/templates/grading.json
@@ -272,6 +273,8 @@ else
 fi
 expect 0 "done       2 steps" -- train $gptoss --targets q,k,v,o,gate_up,down --dropout 0 --max-steps 2 \
     --output "$tmp/gptoss-experts"
+expect 0 "Question:" -- generate --model examples/models/tiny-gptoss --adapter "$tmp/gptoss-experts/final" \
+    --prompt "Question:" --max-new 8
 expect 1 "LoRA dropout on the experts: PEFT has none there" -- train $gptoss --targets gate_up --dropout 0.1 \
     --max-steps 1 --output "$tmp/gptoss-dropout"
 expect 1 "gpt-oss trains LoRA on q, k, v, o and the experts for now" -- train $gptoss --targets router \

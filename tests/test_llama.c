@@ -577,9 +577,10 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_full_finetune_grads, setup, teardown, dir)
 
 /* gpt-oss (experts, sinks, sliding and full layers, YaRN): LoRA on attention
- * for now; its decoding and full fine-tuning are not built yet. */
+ * and on the experts; its full fine-tuning is not built yet. */
 #define GPT_OSS_TESTS(dir)                                                                              \
     cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup, teardown, dir),          \
+        cmocka_unit_test_prestate_setup_teardown(test_decode_matches_transformers, setup, teardown, dir), \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup, teardown, dir),       \
         cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup, teardown, dir),   \
         cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir),        \

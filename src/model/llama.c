@@ -168,6 +168,30 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
     be->axpy(be, dx, 1.0f, &tmp);
 }
 
+/* The layer's second half: out = mid + MLP(rmsnorm(mid)), the MLP dense or
+ * the experts' (T = the rows of a). */
+static void mlp_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out, uint64_t step)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    struct llama_layer *L = &m->layers[l];
+    int64_t T = a->mid.shape[0];
+    be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
+    if (s->experts) {
+        struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
+        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], 0, step);
+        be->convert(be, out, &a->mid);
+        struct tensor lora = view(m, "grad.lora_xa", 0, 0, T * s->experts_per_token, m->rc.lora_r);
+        moe_forward(m, l, &a->moe, out, &a->xn2, &logits, &lora);
+        return;
+    }
+    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
+    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], 0, step);
+    be->swiglu(be, &a->h, &a->gate, &a->up);
+    be->convert(be, out, &a->mid);
+    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], 1, step);
+}
+
 /* Layer l forward from a->x; writes the next layer's input to out. */
 static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out,
                           const struct seq_layout *sl, uint64_t step)
@@ -189,20 +213,7 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
     be->attention(be, &o3, &a->lse, &q3, &k3, &v3, sinks, sl, L->window, m->attn_scale);
     be->convert(be, &a->mid, &a->x);
     linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], 1, step);
-    be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
-    if (s->experts) {
-        struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
-        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], 0, step);
-        be->convert(be, out, &a->mid);
-        struct tensor lora = view(m, "grad.lora_xa", 0, 0, T * s->experts_per_token, m->rc.lora_r);
-        moe_forward(m, l, &a->moe, out, &a->xn2, &logits, &lora);
-        return;
-    }
-    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
-    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], 0, step);
-    be->swiglu(be, &a->h, &a->gate, &a->up);
-    be->convert(be, out, &a->mid);
-    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], 1, step);
+    mlp_forward(m, l, a, out, step);
 }
 
 /* The MoE block's backward: d(normed input) into dxn through the experts
@@ -406,8 +417,6 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
     int64_t C = s->hidden, kvd = s->kv_heads * s->head_dim, pos0 = kv->length;
-    if (s->experts)
-        return err_set(err, "%s: decoding mixture-of-experts models is not built yet", s->name);
     if (m->rc.grad_ckpt != GRAD_CKPT_FULL || m->rc.lora_dropout != 0)
         return err_set(err, "llama_decode needs a model planned with full checkpointing and no dropout");
     if (n < 1 || pos0 + n > kv->capacity || pos0 + n > m->rc.seq)
@@ -449,15 +458,11 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         int64_t cs[3] = {pos0 + n, s->kv_heads, s->head_dim};
         struct tensor kall = tensor_reshape(&(struct tensor){kv->k[l], kv->dtype, 2, {pos0 + n, kvd}}, 3, cs);
         struct tensor vall = tensor_reshape(&(struct tensor){kv->v[l], kv->dtype, 2, {pos0 + n, kvd}}, 3, cs);
-        be->attention_cached(be, &o3, &q3, &kall, &vall, NULL, pos0, L->window, m->attn_scale);
+        const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
+        be->attention_cached(be, &o3, &q3, &kall, &vall, sinks, pos0, L->window, m->attn_scale);
         be->convert(be, &a.mid, &a.x);
         linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], 1, 0);
-        be->rmsnorm(be, &a.xn2, &a.rstd2, &a.mid, &L->ln_mlp, (float)s->rms_eps);
-        linear_forward(m, l, LIN_GATE, &a.gate, &a.xn2, &a.xa[LIN_GATE], 0, 0);
-        linear_forward(m, l, LIN_UP, &a.up, &a.xn2, &a.xa[LIN_UP], 0, 0);
-        be->swiglu(be, &a.h, &a.gate, &a.up);
-        be->convert(be, &out, &a.mid);
-        linear_forward(m, l, LIN_DOWN, &out, &a.h, &a.xa[LIN_DOWN], 1, 0);
+        mlp_forward(m, l, &a, &out, 0);
         be->convert(be, &x, &out);
     }
     kv->length = pos0 + n;
