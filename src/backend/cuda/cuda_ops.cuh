@@ -125,52 +125,36 @@ static __device__ __forceinline__ void cuda_store(void *p, int dt, int64_t i, fl
  * threads: a fixed shuffle tree per warp, then warp 0 over the warps' results.
  * Every thread gets the answer. `shared` holds 32 slots; the call begins and
  * ends with a barrier, so it may be reused at once. */
-static __device__ __forceinline__ double cuda_block_sum_double(double v, double *shared)
+template <typename T, typename Op>
+static __device__ __forceinline__ T cuda_block_reduce(T v, T *shared, T identity, Op op)
 {
     for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
     __syncthreads();
     if (lane == 0)
         shared[warp] = v;
     __syncthreads();
-    v = lane < warps ? shared[lane] : 0.0;
+    v = lane < warps ? shared[lane] : identity;
     for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     __syncthreads();
     return v;
+}
+
+static __device__ __forceinline__ double cuda_block_sum_double(double v, double *shared)
+{
+    return cuda_block_reduce(v, shared, 0.0, [](double a, double b) { return a + b; });
 }
 
 static __device__ __forceinline__ float cuda_block_sum_float(float v, float *shared)
 {
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    __syncthreads();
-    if (lane == 0)
-        shared[warp] = v;
-    __syncthreads();
-    v = lane < warps ? shared[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    return v;
+    return cuda_block_reduce(v, shared, 0.0f, [](float a, float b) { return a + b; });
 }
 
 static __device__ __forceinline__ float cuda_block_max_float(float v, float *shared)
 {
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-    __syncthreads();
-    if (lane == 0)
-        shared[warp] = v;
-    __syncthreads();
-    v = lane < warps ? shared[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    return v;
+    return cuda_block_reduce(v, shared, -INFINITY, [](float a, float b) { return fmaxf(a, b); });
 }
 
 /* Deterministic column sums (bias and norm-weight gradients): stage one
