@@ -19,24 +19,6 @@ static void to_f32(const struct st_tensor *t, float *out, int64_t numel)
     cpu->convert(cpu, &dst, &src);
 }
 
-/* host (fp32, numel) converted to dst's dtype and uploaded into it. */
-static int upload_f32(struct llama *m, struct tensor *dst, const float *host, int64_t numel, tune_err *err)
-{
-    struct backend *be = m->be, *cpu = backend_cpu();
-    size_t bytes = (size_t)dtype_bytes(dst->dtype, numel);
-    void *out = dst->dtype == DTYPE_F32 ? (void *)host : malloc(bytes);
-    if (!out)
-        return err_set(err, "out of memory converting an expert weight");
-    if (out != host) {
-        struct tensor s = tensor_1d((void *)host, DTYPE_F32, numel), d = tensor_1d(out, dst->dtype, numel);
-        cpu->convert(cpu, &d, &s);
-    }
-    be->upload(be, dst->data, out, bytes);
-    if (out != host)
-        free(out);
-    return 0;
-}
-
 static bool is_float(enum dtype d) { return d == DTYPE_F32 || d == DTYPE_BF16 || d == DTYPE_F16; }
 
 /* The weight W [E, out, in] of `name` into host (E * out * in floats). */
@@ -94,10 +76,11 @@ int experts_load(struct llama *m, const struct st_model *st, int64_t l, int i, t
     float *host = malloc(sizeof(float) * (size_t)(E * out * in));
     if (!host)
         return err_set(err, "out of memory reading '%s'", name);
-    int rc = read_weight(st, name, E, out, in, host, err) || upload_f32(m, &ly->w[i], host, E * out * in, err);
+    int rc = read_weight(st, name, E, out, in, host, err) ||
+             llama_upload(m->be, &ly->w[i], host, DTYPE_F32, E * out * in, err);
     if (!rc && ly->bias[i].data) {
         snprintf(name, sizeof name, "model.layers.%lld.%s_bias", (long long)l, li->module);
-        rc = read_bias(st, name, E, out, host, err) || upload_f32(m, &ly->bias[i], host, E * out, err);
+        rc = read_bias(st, name, E, out, host, err) || llama_upload(m->be, &ly->bias[i], host, DTYPE_F32, E * out, err);
     }
     free(host);
     return rc ? -1 : 0;

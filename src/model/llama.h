@@ -81,6 +81,11 @@ void llama_free(struct llama *m);
 /* Reads the base weights of a Hugging Face folder (safetensors, bf16/fp16/
  * fp32), checking every tensor's name, dtype and shape. */
 int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err);
+/* Uploads numel values of dtype `from` at host into dst, converted on the
+ * host when the dtypes differ (so the device holds nothing beyond the plan);
+ * -1 with err set when out of memory. */
+int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum dtype from, int64_t numel,
+                 tune_err *err);
 /* Random base weights, N(0, 0.02) as transformers initializes them. */
 void llama_init_random(struct llama *m, uint64_t seed);
 /* LoRA factors as PEFT makes them: A Kaiming-uniform (bound 1/sqrt(in)), B zero. */

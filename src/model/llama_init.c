@@ -304,17 +304,9 @@ static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)
         host[i] = (float)gen(&s, arg);
     }
     *rng = base + (uint64_t)n * per;
-    void *out = host;
-    if (t->dtype != DTYPE_F32) { /* converted on the host: the device holds nothing beyond the plan */
-        if (!(out = malloc((size_t)dtype_bytes(t->dtype, n))))
-            abort();
-        struct tensor h = tensor_1d(host, DTYPE_F32, n), d = tensor_1d(out, t->dtype, n);
-        struct backend *cpu = backend_cpu();
-        cpu->convert(cpu, &d, &h);
-    }
-    m->be->upload(m->be, t->data, out, (size_t)dtype_bytes(t->dtype, n));
-    if (out != host)
-        free(out);
+    tune_err err;
+    if (llama_upload(m->be, t, host, DTYPE_F32, n, &err))
+        abort();
     free(host);
 }
 

@@ -38,21 +38,25 @@ static int load_one(struct llama *m, const struct st_model *st, const char *name
     if (t->dtype != DTYPE_F32 && t->dtype != DTYPE_F16 && t->dtype != DTYPE_BF16)
         return err_set(err, "%s: tensor '%s' is %s; tune reads F32, F16 and BF16 weights here", file->path, name,
                        dtype_name(t->dtype));
-    struct backend *be = m->be;
-    if (t->dtype == dst->dtype) {
-        be->upload(be, dst->data, t->data, (size_t)t->nbytes);
+    return llama_upload(m->be, dst, t->data, t->dtype, numel, err) ? err_prefix(err, "'%s'", name) : 0;
+}
+
+int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum dtype from, int64_t numel,
+                 tune_err *err)
+{
+    size_t bytes = (size_t)dtype_bytes(dst->dtype, numel);
+    if (from == dst->dtype) {
+        be->upload(be, dst->data, host, bytes);
         return 0;
     }
-    /* Converted on the host, so the device holds nothing beyond the plan. */
-    size_t bytes = (size_t)dtype_bytes(dst->dtype, numel);
-    void *host = malloc(bytes);
-    if (!host)
-        return err_set(err, "out of memory converting '%s'", name);
-    struct tensor src = tensor_1d((void *)t->data, t->dtype, numel), h = tensor_1d(host, dst->dtype, numel);
+    void *converted = malloc(bytes);
+    if (!converted)
+        return err_set(err, "out of memory converting %lld values to %s", (long long)numel, dtype_name(dst->dtype));
+    struct tensor src = tensor_1d((void *)host, from, numel), h = tensor_1d(converted, dst->dtype, numel);
     struct backend *cpu = backend_cpu();
     cpu->convert(cpu, &h, &src);
-    be->upload(be, dst->data, host, bytes);
-    free(host);
+    be->upload(be, dst->data, converted, bytes);
+    free(converted);
     return 0;
 }
 
