@@ -143,6 +143,42 @@ TIMED_VOID(adamw,
             double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step),
            (IN, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step))
 TIMED_DOUBLE(sum_squares, (struct backend *b, const struct tensor *x), (IN, x))
+TIMED_VOID(moe_topk, (struct backend *b, struct tensor *experts, struct tensor *weights, const struct tensor *logits),
+           (IN, experts, weights, logits))
+TIMED_VOID(moe_topk_backward,
+           (struct backend *b, struct tensor *dlogits, const struct tensor *dweights, const struct tensor *experts,
+            const struct tensor *weights),
+           (IN, dlogits, dweights, experts, weights))
+TIMED_VOID(moe_group,
+           (struct backend *b, struct tensor *order, struct tensor *position, struct tensor *offsets,
+            const struct tensor *experts),
+           (IN, order, position, offsets, experts))
+TIMED_VOID(moe_gather,
+           (struct backend *b, struct tensor *rows, const struct tensor *x, const struct tensor *order,
+            const struct tensor *weights, int64_t k),
+           (IN, rows, x, order, weights, k))
+TIMED_VOID(moe_scatter,
+           (struct backend *b, struct tensor *y, const struct tensor *rows, const struct tensor *position,
+            const struct tensor *weights, int64_t k),
+           (IN, y, rows, position, weights, k))
+TIMED_VOID(moe_weights_backward,
+           (struct backend *b, struct tensor *dweights, const struct tensor *dy, const struct tensor *rows,
+            const struct tensor *position, int64_t k),
+           (IN, dweights, dy, rows, position, k))
+TIMED_VOID(moe_matmul,
+           (struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
+            const struct tensor *bias, const struct tensor *offsets, float beta),
+           (IN, c, a, w, tw, bias, offsets, beta))
+TIMED_VOID(moe_weight_grad,
+           (struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,
+            const struct tensor *offsets),
+           (IN, dw, dc, a, offsets))
+TIMED_VOID(swiglu_oai, (struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit),
+           (IN, h, x, alpha, limit))
+TIMED_VOID(swiglu_oai_backward,
+           (struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x, float alpha,
+            float limit),
+           (IN, dx, dh, x, alpha, limit))
 TIMED_VOID(scale, (struct backend *b, struct tensor *x, float s), (IN, x, s))
 #undef IN
 
@@ -200,6 +236,14 @@ struct backend *backend_profiled(struct backend *inner)
         .cross_entropy = p_cross_entropy, .cross_entropy_backward = p_cross_entropy_backward, .dropout = p_dropout,
         .adamw = p_adamw, .sum_squares = p_sum_squares, .scale = p_scale,
     };
+    /* An op the inner backend lacks stays missing, so callers see what it can do. */
+    if (inner->moe_topk) {
+        p->base.moe_topk = p_moe_topk, p->base.moe_topk_backward = p_moe_topk_backward;
+        p->base.moe_group = p_moe_group, p->base.moe_gather = p_moe_gather, p->base.moe_scatter = p_moe_scatter;
+        p->base.moe_weights_backward = p_moe_weights_backward, p->base.moe_matmul = p_moe_matmul;
+        p->base.moe_weight_grad = p_moe_weight_grad, p->base.swiglu_oai = p_swiglu_oai;
+        p->base.swiglu_oai_backward = p_swiglu_oai_backward;
+    }
     return &p->base;
 }
 
