@@ -242,21 +242,18 @@ int peft_save_adapter(const struct llama *m, const char *dir, const char *base_m
             for (int j = 0; !rc && j < 2; j++, k++) {
                 tensor_name(names[k], sizeof names[k], l, peft_module(m, l, i), which[j]);
                 size_t bytes = sizeof(float) * (size_t)tensor_numel(src[j]);
-                float *ours = malloc(bytes);
-                if (!ours || !(host[k] = malloc(bytes))) {
+                bool expert_b = j == 1 && is_expert(m, i); /* PEFT's [out, r * E] */
+                float *ours = expert_b ? malloc(bytes) : NULL;
+                if ((expert_b && !ours) || !(host[k] = malloc(bytes))) {
                     free(ours);
                     rc = err_set(err, "out of memory");
                     break;
                 }
-                m->be->download(m->be, ours, src[j]->data, bytes);
-                int64_t E = m->lin[i].stack, r = m->rc.lora_r, out = m->lin[i].out, shape[2];
-                if (j == 1 && is_expert(m, i)) { /* PEFT's [out, r * E] */
+                m->be->download(m->be, expert_b ? ours : host[k], src[j]->data, bytes);
+                int64_t E = m->lin[i].stack, r = m->rc.lora_r, out = m->lin[i].out;
+                int64_t shape[2] = {expert_b ? out : src[j]->shape[0], expert_b ? r * E : src[j]->shape[1]};
+                if (expert_b)
                     peft_expert_b_layout(host[k], ours, E, out, r, true);
-                    shape[0] = out, shape[1] = r * E;
-                } else {
-                    memcpy(host[k], ours, bytes);
-                    shape[0] = src[j]->shape[0], shape[1] = src[j]->shape[1];
-                }
                 free(ours);
                 rc = st_writer_add(&w, names[k], DTYPE_F32, 2, shape, host[k], err);
             }
