@@ -1,6 +1,7 @@
 /* tune train: dataset -> packed micro-batches -> the Llama engine on the CPU
  * or CUDA backend -> a PEFT adapter, with metrics, checkpoints and exact resume. The
  * plan is built first: it is the allocation, and its total is printed. */
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,17 +123,9 @@ int cmd_train(int argc, char **argv)
         }
         n_loaded = n_saved;
         /* The run continues where its checkpoint is, even if the folder moved. */
-        static char parent[4096];
-        snprintf(parent, sizeof parent, "%s", argv[1]);
-        char *slash = strrchr(parent, '/');
-        while (slash && slash > parent && slash[1] == 0) { /* "run/checkpoint-4/" */
-            *slash = 0;
-            slash = strrchr(parent, '/');
-        }
-        if (slash)
-            slash[slash == parent] = 0; /* the folder holding the checkpoint ("/" kept) */
-        else
-            snprintf(parent, sizeof parent, ".");
+        static char checkpoint[4096];
+        snprintf(checkpoint, sizeof checkpoint, "%s", argv[1]);
+        char *parent = dirname(checkpoint); /* "run" of "run/checkpoint-4/" */
         saved[n_saved++] = "--resume";
         saved[n_saved++] = argv[1];
         saved[n_saved++] = "--output";

@@ -4,12 +4,18 @@
  * call with tw = false its input gradient. */
 #include "model/moe.h"
 
+/* t viewed as e stacked [rows, cols] matrices. */
+static struct tensor stacked(const struct tensor *t, int64_t e, int64_t rows, int64_t cols)
+{
+    int64_t shape[3] = {e, rows, cols};
+    return tensor_reshape(t, 3, shape);
+}
+
 /* Expert weight i of layer l as [E, out, in], its bias as [E, out]. */
 static struct tensor expert_weight(const struct llama *m, int64_t l, int i)
 {
     const struct linear_shape *li = &m->lin[i];
-    int64_t shape[3] = {li->stack, li->out, li->in};
-    return tensor_reshape(&m->layers[l].w[i], 3, shape);
+    return stacked(&m->layers[l].w[i], li->stack, li->out, li->in);
 }
 
 static struct tensor expert_bias(const struct llama *m, int64_t l, int i)
@@ -21,12 +27,6 @@ static struct tensor expert_bias(const struct llama *m, int64_t l, int i)
 
 /* The experts' LoRA (PEFT's target_parameters): per expert e, y += s x A_e^T
  * B_e^T, A stacked [E, r, in], B [E, out, r]; xa keeps x A^T for backward. */
-static struct tensor stacked(const struct tensor *t, int64_t e, int64_t rows, int64_t cols)
-{
-    int64_t shape[3] = {e, rows, cols};
-    return tensor_reshape(t, 3, shape);
-}
-
 static void lora_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x, struct tensor *xa,
                          const struct tensor *offsets, struct tensor *scaled)
 {
