@@ -203,4 +203,5 @@ test-cuda: $(CUDA_TESTS)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_BINS:$(BUILD)/fuzz/%=$(BUILD)/fuzz/tests/fuzz/%.d) $(CUDA_OBJ:.o=.d) $(CUDA_TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d) $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_BINS:$(BUILD)/fuzz/%=$(BUILD)/fuzz/tests/fuzz/%.d) $(CUDA_OBJ:.o=.d) $(CUDA_TESTS:=.d) \
+         $(BUILD)/bench/gpu/train_step.d $(BUILD)/cuda/cli/device.d
