@@ -3,7 +3,7 @@
  * linears (layout.c) covers both. Sizes: T = micro_batch * seq tokens, C hidden,
  * H/KV heads, D head_dim, I intermediate, E experts, K experts per token,
  * V vocab, r LoRA rank. Activations are stored in the compute dtype (bf16
- * unless the base is fp16 or fp32); statistics, LoRA tensors, gradients and
+ * unless the base is fp16 or fp32); statistics, LoRA factors, gradients and
  * optimizer states in fp32. */
 #include "model/buffers.h"
 
@@ -247,7 +247,7 @@ static void declare_scratch(struct ctx *c)
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
     }
     if (c->rc->method != METHOD_FULL) {
-        plan_add(p, PLAN_SCRATCH, DTYPE_F32, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");
+        plan_add(p, PLAN_SCRATCH, c->ad, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");
         /* LoRA dropout acts on the adapter's input only: the dropped copy of
          * the widest targeted input, made again in backward from the same RNG. */
         if (c->rc->lora_dropout > 0)
@@ -268,6 +268,25 @@ static void declare_scratch(struct ctx *c)
     }
 }
 
+/* LoRA factors in the compute dtype for the GEMMs, which would otherwise
+ * round the fp32 factors to bf16 at every call: a mirror of the trainable
+ * block (same element offsets, padding included), made from it in one pass
+ * at the start of each step, so scratch rather than state. */
+static void declare_lora_compute_copy(struct ctx *c)
+{
+    if (c->rc->method == METHOD_FULL || c->ad == DTYPE_F32 || c->rc->zero == 3) /* ZeRO-3 shards the factors */
+        return;
+    int64_t bytes = 0;
+    for (int i = 0; i < c->plan->n; i++) {
+        const struct plan_buffer *b = &c->plan->buf[i];
+        if (b->category == PLAN_TRAINABLE)
+            bytes += plan_instance_bytes(b->dtype, b->elems) * b->count;
+    }
+    if (bytes)
+        plan_add(c->plan, PLAN_SCRATCH, c->ad, bytes / (int64_t)sizeof(float), 1, PLAN_PLACE_EVERY_RANK,
+                 "lora.compute_copy");
+}
+
 void buffers_declare(struct mem_plan *plan, const struct model_spec *spec, const struct run_config *rc)
 {
     struct ctx c = {
@@ -279,6 +298,7 @@ void buffers_declare(struct mem_plan *plan, const struct model_spec *spec, const
     };
     c.ad = c.wd;
     declare_parameters(&c);
+    declare_lora_compute_copy(&c);
     /* cos and sin of every position up to seq for D/2 frequencies, built once. */
     plan_add(plan, PLAN_WEIGHTS, DTYPE_F32, rc->seq * spec->head_dim, 1, PLAN_PLACE_EVERY_RANK, "rope.cos_sin");
     declare_activations(&c);

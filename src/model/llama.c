@@ -131,8 +131,8 @@ static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, 
         xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
         be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
     }
-    be->matmul(be, xa, &xd, false, &lo->A, true, 1.0f, 0.0f);
-    be->matmul(be, y, xa, false, &lo->B, true, m->lora_scale, 1.0f);
+    be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
+    be->matmul(be, y, xa, false, &lo->Bc, true, m->lora_scale, 1.0f);
 }
 
 /* Given dy of a linear, dx[T, in] (+)= dy W, and the LoRA gradients:
@@ -152,18 +152,18 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
         return;
     int64_t T = dy->shape[0];
     struct tensor dxa = view(m, "grad.lora_xa", 0, 0, T, m->rc.lora_r);
-    be->matmul(be, &dxa, dy, false, &lo->B, false, m->lora_scale, 0.0f);
+    be->matmul(be, &dxa, dy, false, &lo->Bc, false, m->lora_scale, 0.0f);
     be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
     float p = (float)m->rc.lora_dropout;
     if (p <= 0) {
         be->matmul(be, &lo->dA, &dxa, true, x, false, 1.0f, 1.0f);
-        be->matmul(be, dx, &dxa, false, &lo->A, false, 1.0f, 1.0f);
+        be->matmul(be, dx, &dxa, false, &lo->Ac, false, 1.0f, 1.0f);
         return;
     }
     struct tensor tmp = view(m, "lora.dropped_input", 0, 0, T, x->shape[1]);
     be->dropout(be, &tmp, x, p, m->seed ^ step, dropout_offset(l, i)); /* the forward's mask again */
     be->matmul(be, &lo->dA, &dxa, true, &tmp, false, 1.0f, 1.0f);
-    be->matmul(be, &tmp, &dxa, false, &lo->A, false, 1.0f, 0.0f);
+    be->matmul(be, &tmp, &dxa, false, &lo->Ac, false, 1.0f, 0.0f);
     be->dropout(be, &tmp, &tmp, p, m->seed ^ step, dropout_offset(l, i));
     be->axpy(be, dx, 1.0f, &tmp);
 }
@@ -234,6 +234,17 @@ static void moe_block_backward(struct llama *m, int64_t l, struct layer_acts *a,
     linear_backward(m, l, LIN_ROUTER, dxn, &dlogits, &a->xn2, &a->xa[LIN_ROUTER], 1, step);
 }
 
+/* dres (fp32) as the d(output) of the linears that write the residual (o,
+ * down): converted once into scratch when the compute dtype differs, rather
+ * than by each of their GEMMs. */
+static const struct tensor *residual_grad(struct llama *m, const struct tensor *dres, struct tensor *scratch)
+{
+    if (scratch->dtype == dres->dtype)
+        return dres;
+    m->be->convert(m->be, scratch, dres);
+    return scratch;
+}
+
 /* Layer l backward: dres holds d(output) and leaves holding d(input). */
 static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *dres,
                            const struct seq_layout *sl, uint64_t step)
@@ -262,7 +273,7 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
         struct tensor h = a->h;
         if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
             be->swiglu(be, &h, &a->gate, &a->up);
-        linear_backward(m, l, LIN_DOWN, &dh, dres, &h, &a->xa[LIN_DOWN], 0, step);
+        linear_backward(m, l, LIN_DOWN, &dh, residual_grad(m, dres, &dxn), &h, &a->xa[LIN_DOWN], 0, step);
         be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
         if (selective)
             be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
@@ -272,7 +283,7 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     be->rmsnorm_backward(be, dres, L->full_ln_mlp.grad.data ? &L->full_ln_mlp.grad : NULL, &dxn, &a->mid,
                          &L->ln_mlp, &a->rstd2);
 
-    linear_backward(m, l, LIN_O, &datt, dres, &a->att, &a->xa[LIN_O], 0, step);
+    linear_backward(m, l, LIN_O, &datt, residual_grad(m, dres, &dxn), &a->att, &a->xa[LIN_O], 0, step);
     int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
     struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
@@ -329,6 +340,16 @@ static double loss_forward_backward(struct llama *m, int64_t T, const struct ten
     return loss;
 }
 
+/* The LoRA factors' compute copy from their fp32 values (which the optimizer,
+ * a resume or an adapter load may have changed): one pass over the block. */
+static void refresh_lora_compute(struct llama *m)
+{
+    if (!m->lora_compute.data)
+        return;
+    struct tensor all = tensor_1d(m->arena.block[PLAN_TRAINABLE], DTYPE_F32, tensor_numel(&m->lora_compute));
+    m->be->convert(m->be, &m->lora_compute, &all);
+}
+
 int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale, uint64_t step,
                double *loss_sum, int64_t *counted, tune_err *err)
 {
@@ -379,6 +400,7 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
     struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
 
+    refresh_lora_compute(m);
     /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
     bool recompute = m->rc.grad_ckpt == GRAD_CKPT_FULL;
     struct tensor x0 = view(m, "layers.*.input", 0, 0, T, C);
@@ -434,6 +456,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         host[n + t] = (int32_t)(pos0 + t);
     be->upload(be, dev, host, sizeof(int32_t) * (size_t)(2 * n));
     free(host);
+    refresh_lora_compute(m);
     struct tensor idt = tensor_1d(dev, DTYPE_I32, n);
     struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
 

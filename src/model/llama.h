@@ -20,6 +20,7 @@ struct lora {
     bool on;
     struct tensor A, B;   /* [r, in], [out, r] fp32 */
     struct tensor dA, dB; /* their gradients */
+    struct tensor Ac, Bc; /* what the GEMMs read: A and B, or their twins in the compute copy */
 };
 
 /* A fully trained tensor: its fp32 master (what AdamW updates) and gradient;
@@ -55,6 +56,7 @@ struct llama {
     struct tensor head;   /* [V, C]: lm_head, or embed when tied */
     struct llama_layer *layers;
     struct trained full_embed, full_norm, full_head; /* full fine-tuning of every weight */
+    struct tensor lora_compute; /* the trainable block in the compute dtype (data NULL: none) */
     struct rope_table rope;
     float attn_scale, lora_scale;
     uint64_t seed;        /* of LoRA init and dropout */

@@ -188,6 +188,19 @@ int llama_supports(const struct model_spec *spec, const struct run_config *rc, c
     return 0;
 }
 
+/* A LoRA factor's twin in the compute copy of the trainable block (the same
+ * element offset), or the factor itself when there is no copy. */
+static struct tensor compute_twin(const struct llama *m, const struct tensor *factor)
+{
+    if (!m->lora_compute.data)
+        return *factor;
+    int64_t at = ((const char *)factor->data - (const char *)m->arena.block[PLAN_TRAINABLE]) / (int64_t)sizeof(float);
+    struct tensor t = *factor;
+    t.dtype = m->lora_compute.dtype;
+    t.data = (char *)m->lora_compute.data + dtype_bytes(t.dtype, at);
+    return t;
+}
+
 int llama_init(struct llama *m, const struct model_spec *spec, const struct run_config *rc, struct backend *be,
                uint64_t seed, tune_err *err)
 {
@@ -217,6 +230,10 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
     m->full_embed = trained_view(m, "embed_tokens.weight.master", 0, 0, spec->vocab, C);
     m->full_norm = trained_view(m, "norm.weight.master", 0, 0, C, 1);
     m->full_head = spec->tie_embeddings ? m->full_embed : trained_view(m, "lm_head.weight.master", 0, 0, spec->vocab, C);
+    const struct plan_buffer *copy = plan_find(&m->plan, "lora.compute_copy");
+    if (copy && !copy->on_host && m->plan.per_gpu[PLAN_TRAINABLE] <= dtype_bytes(DTYPE_F32, copy->elems))
+        m->lora_compute = tensor_1d(plan_arena_at(&m->arena, copy->name, 0), copy->dtype,
+                                    m->plan.per_gpu[PLAN_TRAINABLE] / (int64_t)sizeof(float));
     int64_t ordinal[LAYOUT_MAX_LINEARS] = {0};
     char name[160];
     for (int64_t l = 0; l < L; l++) {
@@ -248,6 +265,8 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
             lo->B = param_view(m, name, ordinal[i], li->stack * li->out, rc->lora_r);
             snprintf(name, sizeof name, "layers.*.%s.lora_B.grad", li->module);
             lo->dB = param_view(m, name, ordinal[i], li->stack * li->out, rc->lora_r);
+            lo->Ac = compute_twin(m, &lo->A);
+            lo->Bc = compute_twin(m, &lo->B);
             ordinal[i]++;
         }
         char *norms = plan_arena_at(&m->arena, "layers.*.{input,post_attention}_layernorm.weight", l);

@@ -6,12 +6,16 @@
  *    pass through shared memory; scores, the online softmax (base 2) and the
  *    output accumulator stay in registers, the probabilities turned into the
  *    A operand of P V without leaving them;
- *  - backward: two kernels, as attention.cu's, so that no element is added to
- *    by two blocks (deterministic, no atomics): dq by 64-query blocks over
- *    their keys, dk and dv by 64-key blocks over every query of the kv
- *    group's heads that sees them, in tiles of 32 queries (the accumulators
- *    of dk and dv fill the registers). D_i = dout_i . out_i is recomputed
- *    per tile rather than stored.
+ *  - backward: a pass that stores D_i = dout_i . out_i of every (head,
+ *    query) and each query's first key in the backend's conversion scratch,
+ *    then two kernels, as attention.cu's, so that no element is added to by
+ *    two blocks (deterministic, no atomics): dq by 64-query blocks over their
+ *    keys, dk and dv by 64-key blocks over every query of the kv group's heads
+ *    that sees them, in tiles of 32 queries (the accumulators of dk and dv
+ *    fill the registers) that cp.async brings in while the previous one is
+ *    multiplied.
+ * Causal blocks differ in work up to the sequence length: grids put the
+ * heads on x and number the tiles so that the longest blocks start first.
  * Semantics are attention.cu's (the masks, GQA, windows, sinks in the
  * denominator, lse [H, T] in natural log); its dsinks kernel runs after these.
  * Operands reach the registers through ldmatrix (plain and transposed);
@@ -66,6 +70,29 @@ static __device__ __forceinline__ void ldsm4_trans(uint32_t r[4], const bf16 *p)
                  : "r"(a));
 }
 
+/* cp.async: a 16- or 4-byte copy from global to shared memory that does not
+ * hold up the thread; src_bytes 0 writes zeros (and reads nothing). Copies
+ * are grouped by commit; wait<N> returns when all but the last N groups have
+ * landed. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+}
+
+static __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
+{
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 4 : 0));
+}
+
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N> static __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 /* Rows [0, rows) of a [rows][D] tile whose row r is src + r * stride, into
  * dst [rows][D + PAD]; rows from `valid` on are zeros. 16-byte copies by the
  * `threads` threads numbered `tid` (a block, or one warp group of it). */
@@ -80,6 +107,18 @@ static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int
         if (r < valid)
             x = *(const uint4 *)(src + (int64_t)r * stride + c * 8);
         *(uint4 *)(dst + r * (D + PAD) + c * 8) = x;
+    }
+}
+
+/* load_tile through cp.async: issued, not landed (commit and wait). */
+template <int D>
+static __device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *src, int64_t stride, int rows, int valid,
+                                                       int tid, int threads)
+{
+    constexpr int V = D / 8;
+    for (int e = tid; e < rows * V; e += threads) {
+        int r = e / V, c = e % V;
+        cp_async16(dst + r * (D + PAD) + c * 8, r < valid ? src + (int64_t)r * stride + c * 8 : src, r < valid);
     }
 }
 
@@ -185,25 +224,6 @@ static __device__ __forceinline__ float quad_max(float x)
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
-/* dout_i . out_i for rows [0, rows) of a tile (dO in shared memory, out in
- * global), one warp per row at a time, into delta[]; threads as load_tile's. */
-template <int D>
-static __device__ __forceinline__ void tile_delta(float *delta, const bf16 *dOs, const bf16 *out, int64_t stride,
-                                                  int rows, int valid, int tid = threadIdx.x, int threads = MMA_THREADS)
-{
-    const int warp = tid / 32, lane = tid % 32;
-    for (int r = warp; r < rows; r += threads / 32) {
-        float s = 0;
-        if (r < valid)
-            for (int x = lane; x < D; x += 32)
-                s += __bfloat162float(dOs[r * (D + PAD) + x]) * __bfloat162float(out[(int64_t)r * stride + x]);
-        for (int o = 16; o > 0; o /= 2)
-            s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0)
-            delta[r] = s;
-    }
-}
-
 /* ---- forward ---- */
 
 template <int D>
@@ -215,7 +235,7 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + TILE * LD, *Vs = Ks + TILE * LD;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
-    const int64_t T = d.T, i0 = (int64_t)blockIdx.x * TILE, h = blockIdx.y, g = h / d.group;
+    const int64_t T = d.T, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE, h = blockIdx.x, g = h / d.group;
     const int rows = (int)min((int64_t)TILE, T - i0);
 
     load_tile<D>(Qs, q + (i0 * d.H + h) * D, d.H * D, TILE, rows);
@@ -280,36 +300,71 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     }
 }
 
+/* ---- backward: the per-query terms ---- */
+
+/* What both backward kernels read per query, in the conversion scratch:
+ * delta[h * T + i] = dout_i . out_i of head h, first[i] = query i's first key. */
+struct bwd_terms {
+    float *delta;
+    int32_t *first;
+};
+
+/* One warp per (query, head), four elements a lane. */
+template <int D>
+static __global__ void attention_bwd_terms(struct bwd_terms t, struct att_bwd_args a, struct att_dims d)
+{
+    const int64_t w = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32, i = w / d.H, h = w % d.H;
+    const int lane = threadIdx.x % 32;
+    if (w >= d.T * d.H)
+        return;
+    const bf16 *o = (const bf16 *)a.out + w * D, *g = (const bf16 *)a.dout + w * D; /* row i, head h */
+    float s = 0;
+    for (int x = lane * 4; x < D; x += 128) {
+        uint2 ov = *(const uint2 *)(o + x), gv = *(const uint2 *)(g + x);
+        const __nv_bfloat162 *o2 = (const __nv_bfloat162 *)&ov, *g2 = (const __nv_bfloat162 *)&gv;
+        for (int k = 0; k < 2; k++) {
+            float2 of = __bfloat1622float2(o2[k]), gf = __bfloat1622float2(g2[k]);
+            s += of.x * gf.x + of.y * gf.y;
+        }
+    }
+    for (int off = 16; off > 0; off /= 2)
+        s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) {
+        t.delta[h * d.T + i] = s;
+        if (h == 0)
+            t.first[i] = (int32_t)first_key(a.starts, d.S, d.window, i);
+    }
+}
+
 /* ---- backward: dq ---- */
 
 /* Three blocks per SM: what its 70 KB of shared memory allow, so registers are capped to match. */
 template <int D>
-static __global__ void __launch_bounds__(MMA_THREADS, 3) attention_dq_mma(struct att_bwd_args a, struct att_dims d)
+static __global__ void __launch_bounds__(MMA_THREADS, 3)
+    attention_dq_mma(struct att_bwd_args a, struct bwd_terms t, struct att_dims d)
 {
     constexpr int LD = D + PAD, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD, *Vs = Ks + TILE * LD;
-    float *delta = (float *)(Vs + TILE * LD), *lse2 = delta + TILE;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
-    const int64_t T = d.T, H = d.H, i0 = (int64_t)blockIdx.x * TILE, h = blockIdx.y, g = h / d.group;
+    const int64_t T = d.T, H = d.H, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE, h = blockIdx.x;
+    const int64_t g = h / d.group;
     const int rows = (int)min((int64_t)TILE, T - i0);
     const int64_t at = (i0 * H + h) * D;
 
     load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, TILE, rows);
     load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, TILE, rows);
-    for (int r = threadIdx.x; r < TILE; r += MMA_THREADS)
-        lse2[r] = r < rows ? a.lse[h * T + i0 + r] * LOG2E : 0.0f;
-    __syncthreads();
-    tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, TILE, rows);
+    /* This thread's rows i[0] and i[1] = i[0] + 8: first keys, lse (base 2) and D_i. */
     int64_t i[2], f[2];
+    float la[2], da[2];
     for (int r = 0; r < 2; r++) {
         i[r] = i0 + warp * 16 + gr + 8 * r;
-        f[r] = i[r] < T ? first_key(a.starts, d.S, d.window, i[r]) : INT64_MAX;
+        bool in = i[r] < T;
+        f[r] = in ? t.first[i[r]] : INT64_MAX;
+        la[r] = in ? a.lse[h * T + i[r]] * LOG2E : 0.0f;
+        da[r] = in ? t.delta[h * T + i[r]] : 0.0f;
     }
-    __syncthreads();
     const float sl2 = d.scale * LOG2E;
-    const int ra = warp * 16 + gr;
-    const float la[2] = {lse2[ra], lse2[ra + 8]}, da[2] = {delta[ra], delta[ra + 8]};
     float dq[DT][4];
     for (int n = 0; n < DT; n++)
         dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0;
@@ -350,23 +405,25 @@ static __device__ __forceinline__ void group_sync(int wg)
     asm volatile("bar.sync %0, %1;\n" ::"r"(1 + wg), "r"(MMA_THREADS));
 }
 
-/* Block (64-key tile, kv head g) of WG warp groups: group wg takes the
+/* Block (kv head g, 64-key tile) of WG warp groups: group wg takes the
  * query heads g * group + wg, + WG, ... of the kv group, so a causal key tile
  * near the start, which every later query sees, is not one group's long
  * serial walk over all the heads; at the end group 0 adds the others'
- * accumulators, in order, through shared memory. */
+ * accumulators, in order, through shared memory. Each group walks its
+ * (head, query tile) pairs with two slots: the next pair's Q, dO, lse, D and
+ * first keys come in by cp.async while the current one is multiplied. */
 template <int D, int WG>
-static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(struct att_bwd_args a, struct att_dims d)
+static __global__ void __launch_bounds__(MMA_THREADS *WG)
+    attention_dkdv_mma(struct att_bwd_args a, struct bwd_terms t, struct att_dims d)
 {
-    constexpr int LD = D + PAD, DT = D / 8, NQ = DKDV_BQ / 8;
+    constexpr int LD = D + PAD, DT = D / 8, NQ = DKDV_BQ / 8, QT = DKDV_BQ * LD, BQ = DKDV_BQ;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int warp = threadIdx.x / 32 % 4, wg = threadIdx.x / MMA_THREADS, tid = threadIdx.x % MMA_THREADS;
     const int lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
-    bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD + wg * 2 * DKDV_BQ * LD;
-    bf16 *dOs = Qs + DKDV_BQ * LD;
-    float *delta = (float *)(Vs + TILE * LD + WG * 2 * DKDV_BQ * LD) + wg * 2 * DKDV_BQ, *lse2 = delta + DKDV_BQ;
-    int64_t *fq = (int64_t *)((float *)(Vs + TILE * LD + WG * 2 * DKDV_BQ * LD) + WG * 2 * DKDV_BQ) + wg * DKDV_BQ;
-    const int64_t T = d.T, H = d.H, k0 = (int64_t)blockIdx.x * TILE, g = blockIdx.y;
+    bf16 *Ks = (bf16 *)smem_raw, *Vs = Ks + TILE * LD;
+    bf16 *tiles = Vs + TILE * LD + wg * 4 * QT;                              /* [slot][Q, dO] of this group */
+    float *terms = (float *)(Vs + TILE * LD + WG * 4 * QT) + wg * 2 * 3 * BQ; /* [slot][lse, D, first] */
+    const int64_t T = d.T, H = d.H, g = blockIdx.x, k0 = (int64_t)blockIdx.y * TILE;
     const int keys = (int)min((int64_t)TILE, T - k0);
 
     load_tile<D>(Ks, (const bf16 *)a.k + (k0 * d.KV + g) * D, d.KV * D, TILE, keys, threadIdx.x, MMA_THREADS * WG);
@@ -380,23 +437,41 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(str
         for (int e = 0; e < 4; e++)
             dk[n][e] = dv[n][e] = 0;
 
-    for (int64_t hh = wg; hh < d.group; hh += WG) {
-        const int64_t h = g * d.group + hh;
-        for (int64_t i0 = k0; i0 < qend; i0 += DKDV_BQ) {
-            const int nq = (int)min((int64_t)DKDV_BQ, qend - i0);
-            const int64_t at = (i0 * H + h) * D;
-            group_sync(wg);
-            load_tile<D>(Qs, (const bf16 *)a.q + at, H * D, DKDV_BQ, nq, tid);
-            load_tile<D>(dOs, (const bf16 *)a.dout + at, H * D, DKDV_BQ, nq, tid);
-            for (int r = tid; r < DKDV_BQ; r += MMA_THREADS) {
-                lse2[r] = r < nq ? a.lse[h * T + i0 + r] * LOG2E : 0.0f;
-                fq[r] = r < nq ? first_key(a.starts, d.S, d.window, i0 + r) : INT64_MAX;
-            }
-            group_sync(wg);
-            tile_delta<D>(delta, dOs, (const bf16 *)a.out + at, H * D, DKDV_BQ, nq, tid);
-            group_sync(wg);
-            if (warp_first > i0 + nq - 1)
-                continue; /* this warp's keys come after every query of the tile */
+    /* Issues the copies of pair (head hh of the group, queries from i0) into slot. */
+    auto issue = [&](int slot, int64_t hh, int64_t i0) {
+        const int64_t h = g * d.group + hh, at = (i0 * H + h) * D;
+        const int nq = (int)min((int64_t)BQ, qend - i0);
+        bf16 *Q = tiles + slot * 2 * QT;
+        load_tile_async<D>(Q, (const bf16 *)a.q + at, H * D, BQ, nq, tid, MMA_THREADS);
+        load_tile_async<D>(Q + QT, (const bf16 *)a.dout + at, H * D, BQ, nq, tid, MMA_THREADS);
+        float *r = terms + slot * 3 * BQ;
+        for (int c = tid; c < BQ; c += MMA_THREADS) {
+            bool ok = c < nq;
+            cp_async4(r + c, ok ? a.lse + h * T + i0 + c : a.lse, ok);
+            cp_async4(r + BQ + c, ok ? t.delta + h * T + i0 + c : t.delta, ok);
+            cp_async4(r + 2 * BQ + c, ok ? t.first + i0 + c : t.first, ok);
+        }
+    };
+    int64_t hh = wg, i0 = k0;
+    bool more = hh < d.group;
+    if (more)
+        issue(0, hh, i0);
+    cp_async_commit();
+    for (int slot = 0; more; slot ^= 1) {
+        int64_t nh = hh, ni = i0 + BQ;
+        if (ni >= qend)
+            nh += WG, ni = k0;
+        const bool next = nh < d.group;
+        if (next)
+            issue(slot ^ 1, nh, ni);
+        cp_async_commit();
+        cp_async_wait<1>(); /* this slot's copies have landed */
+        group_sync(wg);
+        const int nq = (int)min((int64_t)BQ, qend - i0);
+        if (warp_first <= i0 + nq - 1) { /* else this warp's keys come after every query of the tile */
+            const bf16 *Qs = tiles + slot * 2 * QT, *dOs = Qs + QT;
+            const float *lse = terms + slot * 3 * BQ, *delta = lse + BQ;
+            const int32_t *first = (const int32_t *)(delta + BQ);
             float sd[2][NQ][4], (&s)[NQ][4] = sd[0], (&dp)[NQ][4] = sd[1];
             const bf16 *as[2] = {Ks, Vs}, *bs[2] = {Qs, dOs};
             mma_rows_by_rows<D, NQ, 2>(sd, as, bs, warp * 16);
@@ -404,14 +479,16 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG) attention_dkdv_mma(str
                 for (int e = 0; e < 4; e++) {
                     int c = n * 8 + 2 * t4 + (e & 1);
                     int64_t key = j[e / 2], i = i0 + c;
-                    bool ok = c < nq && key < T && key <= i && key >= fq[c];
-                    float p = ok ? exp2f(s[n][e] * sl2 - lse2[c]) : 0.0f;
+                    bool ok = c < nq && key < T && key <= i && key >= first[c];
+                    float p = ok ? exp2f(s[n][e] * sl2 - lse[c] * LOG2E) : 0.0f;
                     s[n][e] = p;
                     dp[n][e] = p * (dp[n][e] - delta[c]); /* dS */
                 }
-            mma_acc_tile<D, DKDV_BQ>(dv, s, dOs);
-            mma_acc_tile<D, DKDV_BQ>(dk, dp, Qs);
+            mma_acc_tile<D, BQ>(dv, s, dOs);
+            mma_acc_tile<D, BQ>(dk, dp, Qs);
         }
+        group_sync(wg); /* the slot is read before the next turn's copies overwrite it */
+        hh = nh, i0 = ni, more = next;
     }
     if (WG > 1) {
         /* Groups 1.. hand their sums to group 0 through the (now free) shared memory, element e of
@@ -456,7 +533,7 @@ static void launch_forward(struct cuda_backend *cb, void *out, float *lse, const
 {
     size_t smem = sizeof(bf16) * 3 * TILE * (D + PAD);
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_fwd_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->H);
+    dim3 grid((unsigned)d->H, (unsigned)((d->T + TILE - 1) / TILE));
     CUDA_LAUNCH(cb, attention_fwd_mma<D>, grid, MMA_THREADS, smem, (bf16 *)out, lse, (const bf16 *)q,
                 (const bf16 *)k, (const bf16 *)v, sinks, sinks_dtype, starts, *d);
 }
@@ -476,44 +553,49 @@ bool attention_mma_forward(struct cuda_backend *cb, void *out, float *lse, const
 }
 
 template <int D, int WG>
-static void launch_dkdv(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d, dim3 grid)
+static void launch_dkdv(struct cuda_backend *cb, const struct att_bwd_args *a, const struct bwd_terms *t,
+                        const struct att_dims *d, dim3 grid)
 {
-    size_t smem = sizeof(bf16) * (2 * TILE + WG * 2 * DKDV_BQ) * (D + PAD) +
-                  WG * (2 * sizeof(float) + sizeof(int64_t)) * DKDV_BQ;
+    size_t smem = sizeof(bf16) * (2 * TILE + WG * 4 * DKDV_BQ) * (D + PAD) + sizeof(float) * WG * 2 * 3 * DKDV_BQ;
     /* Group 0 gathers the others' sums in the same memory: 8 D floats per thread. */
     size_t gather = WG > 1 ? sizeof(float) * 8 * (D / 8) * MMA_THREADS : 0;
     smem = smem > gather ? smem : gather;
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dkdv_mma<D, WG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
-    CUDA_LAUNCH(cb, (attention_dkdv_mma<D, WG>), grid, MMA_THREADS * WG, smem, *a, *d);
+    CUDA_LAUNCH(cb, (attention_dkdv_mma<D, WG>), grid, MMA_THREADS * WG, smem, *a, *t, *d);
 }
 
 template <int D>
-static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d)
+static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct bwd_terms *t,
+                            const struct att_dims *d)
 {
-    size_t smem = sizeof(bf16) * 4 * TILE * (D + PAD) + sizeof(float) * 2 * TILE;
+    const int64_t warps = d->T * d->H, tiles = (d->T + TILE - 1) / TILE;
+    CUDA_LAUNCH(cb, attention_bwd_terms<D>, (unsigned)((warps + 7) / 8), 256, 0, *t, *a, *d);
+    size_t smem = sizeof(bf16) * 4 * TILE * (D + PAD);
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid_q((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->H);
-    CUDA_LAUNCH(cb, attention_dq_mma<D>, grid_q, MMA_THREADS, smem, *a, *d);
-    dim3 grid_k((unsigned)((d->T + TILE - 1) / TILE), (unsigned)d->KV);
+    CUDA_LAUNCH(cb, attention_dq_mma<D>, dim3((unsigned)d->H, (unsigned)tiles), MMA_THREADS, smem, *a, *t, *d);
+    dim3 grid_k((unsigned)d->KV, (unsigned)tiles);
     if (d->group % 2 == 0)
-        launch_dkdv<D, 2>(cb, a, d, grid_k);
+        launch_dkdv<D, 2>(cb, a, t, d, grid_k);
     else
-        launch_dkdv<D, 1>(cb, a, d, grid_k);
+        launch_dkdv<D, 1>(cb, a, t, d, grid_k);
 }
 
 bool attention_mma_backward(struct cuda_backend *cb, const struct att_bwd_args *a, const struct att_dims *d,
                             bool all_bf16)
 {
-    if (!all_bf16 || !a->starts || d->pos0 != 0 || (d->D != 64 && d->D != 128))
+    /* The per-query terms live in the conversion scratch (no GEMM runs meanwhile). */
+    size_t terms = sizeof(float) * (size_t)(d->T * d->H) + sizeof(int32_t) * (size_t)d->T;
+    if (!all_bf16 || !a->starts || d->pos0 != 0 || (d->D != 64 && d->D != 128) || terms > cb->convert_bytes)
         return false;
     const void *p[] = {a->dq, a->dk, a->dv, a->dout, a->q, a->k, a->v, a->out};
     for (const void *x : p)
         if (!aligned16(x))
             return false;
+    struct bwd_terms t = {(float *)cb->convert, (int32_t *)((float *)cb->convert + d->T * d->H)};
     if (d->D == 64)
-        launch_backward<64>(cb, a, d);
+        launch_backward<64>(cb, a, &t, d);
     else
-        launch_backward<128>(cb, a, d);
+        launch_backward<128>(cb, a, &t, d);
     return true;
 }
