@@ -135,7 +135,8 @@ struct backend {
 
     /* h[T, I] = silu(gate) * up. */
     void (*swiglu)(struct backend *b, struct tensor *h, const struct tensor *gate, const struct tensor *up);
-    /* dgate, dup [T, I] overwritten from dh. */
+    /* dgate, dup [T, I] overwritten from dh; they may be gate and up themselves
+     * (each element reads its inputs before writing). */
     void (*swiglu_backward)(struct backend *b, struct tensor *dgate, struct tensor *dup,
                             const struct tensor *dh, const struct tensor *gate, const struct tensor *up);
 

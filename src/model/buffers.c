@@ -22,29 +22,41 @@ struct ctx {
     int64_t trained_layers;
 };
 
-/* A trained tensor brings its fp32 value (LoRA factor or master weight), its
- * gradient and its optimizer states. */
+/* A trained tensor brings its fp32 value (LoRA factor or master weight) and
+ * its gradient; its optimizer states come after all of them
+ * (declare_optimizer_states). */
 static void declare_trained(struct ctx *c, const char *name, int64_t elems, int64_t count,
                             enum plan_place place)
 {
     struct mem_plan *p = c->plan;
     plan_add(p, PLAN_TRAINABLE, DTYPE_F32, elems, count, place, "%s", name);
     plan_add(p, PLAN_GRADS, DTYPE_F32, elems, count, place, "%s.grad", name);
-    switch (c->rc->optimizer) {
-    case OPTIMIZER_ADAMW:
-        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, elems, count, place, "%s.exp_avg", name);
-        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, elems, count, place, "%s.exp_avg_sq", name);
-        break;
-    case OPTIMIZER_ADAMW_8BIT: /* bitsandbytes-style blockwise states, 256-value blocks */
-        plan_add(p, PLAN_OPTIMIZER, DTYPE_U8, 2 * elems, count, place, "%s.adam_states_8bit", name);
-        plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, 2 * ((elems + 255) / 256), count, place,
-                 "%s.adam_absmax", name);
-        break;
-    case OPTIMIZER_SGD:
-    case OPTIMIZER_COUNT:
-        break;
-    }
     p->trainable_params += elems * count;
+}
+
+/* The optimizer states of every trained tensor. AdamW's two moments are laid
+ * out as two runs in the trainable tensors' order, so that each run is
+ * parallel to the trainable block (and the gradients') and one AdamW call can
+ * update them all. */
+static void declare_optimizer_states(struct ctx *c)
+{
+    struct mem_plan *p = c->plan;
+    enum optimizer opt = c->rc->optimizer;
+    int n = p->n;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < n; i++) {
+            if (p->buf[i].category != PLAN_TRAINABLE)
+                continue;
+            struct plan_buffer t = p->buf[i]; /* plan_add may move p->buf */
+            if (opt == OPTIMIZER_ADAMW)
+                plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, t.elems, t.count, t.place, "%s.%s", t.name,
+                         pass == 0 ? "exp_avg" : "exp_avg_sq");
+            else if (opt == OPTIMIZER_ADAMW_8BIT && pass == 0) { /* bitsandbytes-style blockwise, 256-value blocks */
+                plan_add(p, PLAN_OPTIMIZER, DTYPE_U8, 2 * t.elems, t.count, t.place, "%s.adam_states_8bit", t.name);
+                plan_add(p, PLAN_OPTIMIZER, DTYPE_F32, 2 * ((t.elems + 255) / 256), t.count, t.place,
+                         "%s.adam_absmax", t.name);
+            }
+        }
 }
 
 /* A frozen or base weight matrix (stack x out x in), stored in the run's base
@@ -229,14 +241,12 @@ static void declare_scratch(struct ctx *c)
     int64_t T = c->T, C = s->hidden, I = s->intermediate;
     int64_t rows = s->experts ? T * s->experts_per_token : T;
     int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
-    int64_t chunk = s->vocab < BUFFERS_CE_VOCAB_CHUNK ? s->vocab : BUFFERS_CE_VOCAB_CHUNK;
 
     plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * C, 1, PLAN_PLACE_EVERY_RANK, "grad.residual");
     plan_add(p, PLAN_SCRATCH, c->ad, T * C, 1, PLAN_PLACE_EVERY_RANK, "grad.normed");
     plan_add(p, PLAN_SCRATCH, c->ad, T * C, 1, PLAN_PLACE_EVERY_RANK, "forward.normed");
     plan_add(p, PLAN_SCRATCH, c->ad, T * (q + 2 * kv), 1, PLAN_PLACE_EVERY_RANK, "grad.qkv");
     plan_add(p, PLAN_SCRATCH, c->ad, T * q, 1, PLAN_PLACE_EVERY_RANK, "grad.attn_out");
-    plan_add(p, PLAN_SCRATCH, c->ad, rows * 2 * I, 1, PLAN_PLACE_EVERY_RANK, "grad.gate_up");
     plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "forward_and_grad.act");
     if (c->rc->grad_ckpt == GRAD_CKPT_SELECTIVE && any_trained(c, "down")) /* forward_and_grad.act holds dh then */
         plan_add(p, PLAN_SCRATCH, c->ad, rows * I, 1, PLAN_PLACE_EVERY_RANK, "selective.mlp.act");
@@ -245,6 +255,7 @@ static void declare_scratch(struct ctx *c)
         plan_add(p, PLAN_SCRATCH, DTYPE_F32, rows, 1, PLAN_PLACE_EVERY_RANK, "grad.router_weights");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
+        plan_add(p, PLAN_SCRATCH, c->ad, rows * 2 * I, 1, PLAN_PLACE_EVERY_RANK, "grad.gate_up");
     }
     if (c->rc->method != METHOD_FULL) {
         plan_add(p, PLAN_SCRATCH, c->ad, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");
@@ -254,9 +265,10 @@ static void declare_scratch(struct ctx *c)
             plan_add(p, PLAN_SCRATCH, c->ad, rows * (I > C ? I : C), 1, PLAN_PLACE_EVERY_RANK,
                      "lora.dropped_input");
     }
-    /* The loss runs over blocks of whole-vocabulary rows, T * chunk / V tokens
-     * at a time, forward and backward together: never [T, V] at once. */
-    plan_add(p, PLAN_SCRATCH, DTYPE_F32, T * chunk, 1, PLAN_PLACE_LAST, "loss.logits_chunk");
+    /* The loss runs over blocks of whole-vocabulary rows, BUFFERS_CE_ROWS
+     * tokens at a time, forward and backward together: never [T, V] at once. */
+    plan_add(p, PLAN_SCRATCH, DTYPE_F32, (T < BUFFERS_CE_ROWS ? T : BUFFERS_CE_ROWS) * s->vocab, 1, PLAN_PLACE_LAST,
+             "loss.logits_chunk");
     if (c->rc->base_dtype == DTYPE_NF4) {
         /* The largest base matrix, dequantized for its GEMM. */
         struct linear_shape lin[LAYOUT_MAX_LINEARS];
@@ -298,6 +310,7 @@ void buffers_declare(struct mem_plan *plan, const struct model_spec *spec, const
     };
     c.ad = c.wd;
     declare_parameters(&c);
+    declare_optimizer_states(&c);
     declare_lora_compute_copy(&c);
     /* cos and sin of every position up to seq for D/2 frequencies, built once. */
     plan_add(plan, PLAN_WEIGHTS, DTYPE_F32, rc->seq * spec->head_dim, 1, PLAN_PLACE_EVERY_RANK, "rope.cos_sin");

@@ -113,59 +113,66 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
 /* Dropout keys: one stream per (step, layer, linear), element offsets within it. */
 static uint64_t dropout_offset(int64_t layer, int linear) { return ((uint64_t)layer * 16 + (uint64_t)linear) << 40; }
 
-/* y[T, out] (+)= x W^T + b, then the layer's LoRA if any: y += s * drop(x) A^T B^T.
- * beta 1 adds into y (a residual). */
+/* y[T, out] (+)= x W^T + b + s * drop(x) A^T B^T (the LoRA term if the layer
+ * has one); beta 1 adds into y (a residual). The LoRA term goes first, so
+ * that the base GEMM adds onto it as its C operand (beta 1), which costs it
+ * next to nothing, rather than a skinny GEMM reading y back. */
 static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x,
                            struct tensor *xa, float beta, uint64_t step)
 {
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
+    struct lora *lo = &L->lora[i];
+    if (lo->on) {
+        struct tensor xd = *x;
+        if (m->rc.lora_dropout > 0) {
+            xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
+            be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
+        }
+        be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
+        be->matmul(be, y, xa, false, &lo->Bc, true, m->lora_scale, beta);
+        beta = 1;
+    }
     be->matmul(be, y, x, false, &L->w[i], true, 1.0f, beta);
     if (L->bias[i].data)
         be->add_bias(be, y, &L->bias[i]);
-    struct lora *lo = &L->lora[i];
-    if (!lo->on)
-        return;
-    struct tensor xd = *x;
-    if (m->rc.lora_dropout > 0) {
-        xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
-        be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
-    }
-    be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
-    be->matmul(be, y, xa, false, &lo->Bc, true, m->lora_scale, 1.0f);
 }
 
-/* Given dy of a linear, dx[T, in] (+)= dy W, and the LoRA gradients:
- * dB += s dy^T xa, dA += (s dy B)^T drop(x), dx += drop'(s dy B A). */
+/* Given dy of a linear, dx[T, in] (+)= dy W + drop'(s dy B A), and the
+ * gradients: dB += s dy^T xa, dA += (s dy B)^T drop(x) (LoRA), or dW += dy^T
+ * x, db += sum(dy) (full fine-tuning). As in forward, without dropout the
+ * LoRA term of dx goes first and the base GEMM adds onto it. */
 static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx, const struct tensor *dy,
                             const struct tensor *x, const struct tensor *xa, float beta, uint64_t step)
 {
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
+    struct lora *lo = &L->lora[i];
+    int64_t T = dy->shape[0];
+    float p = (float)m->rc.lora_dropout;
+    struct tensor dxa = view(m, "grad.lora_xa", 0, 0, T, m->rc.lora_r);
+    struct tensor dropped = view(m, "lora.dropped_input", 0, 0, T, x->shape[1]);
+    if (lo->on) {
+        be->matmul(be, &dxa, dy, false, &lo->Bc, false, m->lora_scale, 0.0f);
+        be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
+        if (p > 0)
+            be->dropout(be, &dropped, x, p, m->seed ^ step, dropout_offset(l, i)); /* the forward's mask again */
+        be->matmul(be, &lo->dA, &dxa, true, p > 0 ? &dropped : x, false, 1.0f, 1.0f);
+        if (p <= 0) {
+            be->matmul(be, dx, &dxa, false, &lo->Ac, false, 1.0f, beta);
+            beta = 1;
+        }
+    }
     be->matmul(be, dx, dy, false, &L->w[i], false, 1.0f, beta);
-    if (L->full_w[i].grad.data) /* full fine-tuning: dW += dy^T x, db += sum(dy) */
+    if (L->full_w[i].grad.data)
         be->matmul(be, &L->full_w[i].grad, dy, true, x, false, 1.0f, 1.0f);
     if (L->full_bias[i].grad.data)
         be->bias_backward(be, &L->full_bias[i].grad, dy);
-    struct lora *lo = &L->lora[i];
-    if (!lo->on)
-        return;
-    int64_t T = dy->shape[0];
-    struct tensor dxa = view(m, "grad.lora_xa", 0, 0, T, m->rc.lora_r);
-    be->matmul(be, &dxa, dy, false, &lo->Bc, false, m->lora_scale, 0.0f);
-    be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
-    float p = (float)m->rc.lora_dropout;
-    if (p <= 0) {
-        be->matmul(be, &lo->dA, &dxa, true, x, false, 1.0f, 1.0f);
-        be->matmul(be, dx, &dxa, false, &lo->Ac, false, 1.0f, 1.0f);
-        return;
+    if (lo->on && p > 0) {
+        be->matmul(be, &dropped, &dxa, false, &lo->Ac, false, 1.0f, 0.0f);
+        be->dropout(be, &dropped, &dropped, p, m->seed ^ step, dropout_offset(l, i));
+        be->axpy(be, dx, 1.0f, &dropped);
     }
-    struct tensor tmp = view(m, "lora.dropped_input", 0, 0, T, x->shape[1]);
-    be->dropout(be, &tmp, x, p, m->seed ^ step, dropout_offset(l, i)); /* the forward's mask again */
-    be->matmul(be, &lo->dA, &dxa, true, &tmp, false, 1.0f, 1.0f);
-    be->matmul(be, &tmp, &dxa, false, &lo->Ac, false, 1.0f, 0.0f);
-    be->dropout(be, &tmp, &tmp, p, m->seed ^ step, dropout_offset(l, i));
-    be->axpy(be, dx, 1.0f, &tmp);
 }
 
 /* The layer's second half: out = mid + MLP(rmsnorm(mid)), the MLP dense or
@@ -255,7 +262,6 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     int64_t T = a->x.shape[0], C = s->hidden, I = s->intermediate;
     int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
     struct tensor dh = view(m, "forward_and_grad.act", 0, 0, T, I);
-    struct tensor dgate = view(m, "grad.gate_up", 0, 0, T, I), dup = view(m, "grad.gate_up", 0, T * I, T, I);
     struct tensor dxn = view(m, "grad.normed", 0, 0, T, C);
     struct tensor datt = view(m, "grad.attn_out", 0, 0, T, q);
     struct tensor dq = view(m, "grad.qkv", 0, 0, T, q), dk = view(m, "grad.qkv", 0, T * q, T, kv);
@@ -274,6 +280,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
         if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
             be->swiglu(be, &h, &a->gate, &a->up);
         linear_backward(m, l, LIN_DOWN, &dh, residual_grad(m, dres, &dxn), &h, &a->xa[LIN_DOWN], 0, step);
+        /* d(gate), d(up) in place of gate and up, which nothing reads again. */
+        struct tensor dgate = a->gate, dup = a->up;
         be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
         if (selective)
             be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);

@@ -28,9 +28,9 @@ CPU_VEC_CLONES static void swiglu_backward_block(float *dgate, float *dup, const
 {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        float s = sigmoid(gate[i]);
-        dup[i] = dh[i] * gate[i] * s;
-        dgate[i] = dh[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+        float g = gate[i], u = up[i], d = dh[i], s = sigmoid(g); /* read first: dgate, dup may be gate, up */
+        dup[i] = d * g * s;
+        dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
     }
 }
 
