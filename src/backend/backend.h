@@ -186,7 +186,8 @@ struct backend {
     void (*swiglu_oai_backward)(struct backend *b, struct tensor *dx, const struct tensor *dh,
                                 const struct tensor *x, float alpha, float limit);
 
-    /* Cross-entropy over one block of logits [T, V] (fp32) with labels int32
+    /* Cross-entropy over one block of logits [T, V] (in the compute dtype: fp32
+     * on the CPU, bf16 or fp32 on CUDA) with labels int32
      * [T] (-100: ignored). Returns the summed loss of the block's counted
      * tokens; lse[T] (fp32) keeps each row's log-sum-exp. */
     double (*cross_entropy)(struct backend *b, struct tensor *lse, const struct tensor *logits,

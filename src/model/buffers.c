@@ -266,8 +266,9 @@ static void declare_scratch(struct ctx *c)
                      "lora.dropped_input");
     }
     /* The loss runs over blocks of whole-vocabulary rows, BUFFERS_CE_ROWS
-     * tokens at a time, forward and backward together: never [T, V] at once. */
-    plan_add(p, PLAN_SCRATCH, DTYPE_F32, (T < BUFFERS_CE_ROWS ? T : BUFFERS_CE_ROWS) * s->vocab, 1, PLAN_PLACE_LAST,
+     * tokens at a time, forward and backward together: never [T, V] at once.
+     * The logits are in the compute dtype, as transformers' LM head gives them. */
+    plan_add(p, PLAN_SCRATCH, c->ad, (T < BUFFERS_CE_ROWS ? T : BUFFERS_CE_ROWS) * s->vocab, 1, PLAN_PLACE_LAST,
              "loss.logits_chunk");
     if (c->rc->base_dtype == DTYPE_NF4) {
         /* The largest base matrix, dequantized for its GEMM. */

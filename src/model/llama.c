@@ -501,8 +501,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct tensor rstd = view(m, "norm.rstd", 0, 0, 1, 1), logits = view(m, "loss.logits_chunk", 0, 0, 1, s->vocab);
     be->rmsnorm(be, &xn, &rstd, &last, &m->norm, (float)s->rms_eps);
     be->matmul(be, &logits, &xn, false, &m->head, true, 1.0f, 0.0f);
-    be->download(be, logits_out, logits.data, sizeof(float) * (size_t)s->vocab);
-    return 0;
+    return llama_download_f32(be, logits_out, &logits, err);
 }
 
 int llama_kv_cache_init(struct llama_kv_cache *kv, const struct llama *m, int64_t capacity, tune_err *err)

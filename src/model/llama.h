@@ -88,6 +88,8 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err);
  * -1 with err set when out of memory. */
 int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum dtype from, int64_t numel,
                  tune_err *err);
+/* The reverse: device tensor t into host fp32, converted on the host. */
+int llama_download_f32(struct backend *be, float *host, const struct tensor *t, tune_err *err);
 /* Random base weights, N(0, 0.02) as transformers initializes them. */
 void llama_init_random(struct llama *m, uint64_t seed);
 /* LoRA factors as PEFT makes them: A Kaiming-uniform (bound 1/sqrt(in)), B zero. */

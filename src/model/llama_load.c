@@ -60,6 +60,25 @@ int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum 
     return 0;
 }
 
+int llama_download_f32(struct backend *be, float *host, const struct tensor *t, tune_err *err)
+{
+    int64_t n = tensor_numel(t);
+    if (t->dtype == DTYPE_F32) {
+        be->download(be, host, t->data, sizeof(float) * (size_t)n);
+        return 0;
+    }
+    size_t bytes = (size_t)dtype_bytes(t->dtype, n);
+    void *raw = malloc(bytes);
+    if (!raw)
+        return err_set(err, "out of memory converting %lld values from %s", (long long)n, dtype_name(t->dtype));
+    be->download(be, raw, t->data, bytes);
+    struct tensor src = tensor_1d(raw, t->dtype, n), dst = tensor_1d(host, DTYPE_F32, n);
+    struct backend *cpu = backend_cpu();
+    cpu->convert(cpu, &dst, &src);
+    free(raw);
+    return 0;
+}
+
 int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
 {
     struct st_model st;

@@ -722,29 +722,32 @@ static void test_swiglu(void)
 static void test_cross_entropy(void)
 {
     printf("cross_entropy\n");
-    const float spans[2] = {5, 80};
     char what[128];
-    for (int k = 0; k < 2; k++) {
-        int64_t T = 37, V = 32003;
+    /* fp32 and bf16 logits (the CPU gets the same rounded values in fp32), each
+     * with a vocabulary of rows read 16 bytes at a time (32000) and one not. */
+    for (int k = 0; k < 4; k++) {
+        enum dtype dt = k < 2 ? DTYPE_F32 : DTYPE_BF16;
+        int64_t T = 37, V = k % 2 ? 32000 : 32003;
+        float span = k % 2 ? 80 : 5;
         int32_t *lab = host_alloc((size_t)T * 4);
         for (int64_t t = 0; t < T; t++)
             lab[t] = t % 5 == 3 ? -100 : (int32_t)rand_int(V);
-        struct pair logits = P2(DTYPE_F32, T, V), labels = P1(DTYPE_I32, T), lse = P2(DTYPE_F32, T, 1);
-        fill_random(&logits, -spans[k], spans[k]), fill_i32(&labels, lab), fill_nan(&lse);
+        struct pair logits = P2(dt, T, V), labels = P1(DTYPE_I32, T), lse = P2(DTYPE_F32, T, 1);
+        fill_random(&logits, -span, span), fill_i32(&labels, lab), fill_nan(&lse);
         double ref = cpu->cross_entropy(cpu, &lse.c, &logits.c, &labels.c);
         double got = gpu->cross_entropy(gpu, &lse.g, &logits.g, &labels.g);
-        snprintf(what, sizeof what, "cross_entropy [%lld, %lld] logits in +-%g: loss", (long long)T, (long long)V,
-                 spans[k]);
+        snprintf(what, sizeof what, "cross_entropy %s [%lld, %lld] logits in +-%g: loss", dt_name(dt), (long long)T,
+                 (long long)V, span);
         compare_scalar(what, got, ref, TOL_F32);
-        snprintf(what, sizeof what, "cross_entropy [%lld, %lld] logits in +-%g: lse", (long long)T, (long long)V,
-                 spans[k]);
+        snprintf(what, sizeof what, "cross_entropy %s [%lld, %lld] logits in +-%g: lse", dt_name(dt), (long long)T,
+                 (long long)V, span);
         compare(what, &lse, TOL_F32);
         cpu->cross_entropy_backward(cpu, &logits.c, &lse.c, &labels.c, 1.0f / 29);
         gpu->upload(gpu, lse.g.data, lse.c.data, (size_t)T * 4); /* the same lse on both sides */
         gpu->cross_entropy_backward(gpu, &logits.g, &lse.g, &labels.g, 1.0f / 29);
-        snprintf(what, sizeof what, "cross_entropy_backward [%lld, %lld] logits in +-%g", (long long)T, (long long)V,
-                 spans[k]);
-        compare(what, &logits, TOL_F32);
+        snprintf(what, sizeof what, "cross_entropy_backward %s [%lld, %lld] logits in +-%g", dt_name(dt),
+                 (long long)T, (long long)V, span);
+        compare(what, &logits, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
         free(lab);
         case_end();
     }

@@ -224,7 +224,58 @@ static __device__ __forceinline__ float quad_max(float x)
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
+/* Whether every key of [j0, j0 + TILE) is seen by both of a thread's rows
+ * i[0] < i[1] (first keys f[0] <= f[1]): then that tile needs no mask, and
+ * the 64-bit index arithmetic of one is skipped for all but the tiles on the
+ * diagonal or a sequence's start. */
+static __device__ __forceinline__ bool tile_unmasked(int64_t j0, const int64_t i[2], const int64_t f[2])
+{
+    return j0 + TILE - 1 <= i[0] && j0 >= f[1];
+}
+
 /* ---- forward ---- */
+
+/* One key tile [j0, j0 + TILE) of the online softmax, for a thread's rows
+ * i[0], i[1] (first keys f): the raw scores s become the probabilities
+ * exp2(s * sl2 - m) under the running max m, whose rise rescales the running
+ * sum l and the output accumulator o. */
+template <int D>
+static __device__ __forceinline__ void online_softmax_tile(float (*s)[4], float (*o)[4], float m[2], float l[2],
+                                                           int64_t j0, const int64_t i[2], const int64_t f[2],
+                                                           float sl2, int t4)
+{
+    const bool all = tile_unmasked(j0, i, f);
+    float mx[2] = {m[0], m[1]};
+    for (int n = 0; n < 8; n++)
+        for (int e = 0; e < 4; e++) {
+            int r = e / 2;
+            float x = s[n][e] * sl2;
+            if (!all) {
+                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
+                x = j >= f[r] && j <= i[r] ? x : -INFINITY;
+            }
+            s[n][e] = x;
+            mx[r] = fmaxf(mx[r], x);
+        }
+    float alpha[2];
+    for (int r = 0; r < 2; r++) {
+        mx[r] = quad_max(mx[r]);
+        alpha[r] = mx[r] == -INFINITY ? 1.0f : exp2f(m[r] - mx[r]);
+        m[r] = mx[r];
+        l[r] *= alpha[r];
+    }
+    for (int n = 0; n < 8; n++)
+        for (int e = 0; e < 4; e++) {
+            int r = e / 2;
+            float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
+            s[n][e] = p;
+            l[r] += p;
+        }
+    for (int n = 0; n < D / 8; n++) {
+        o[n][0] *= alpha[0], o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1], o[n][3] *= alpha[1];
+    }
+}
 
 template <int D>
 static __global__ void __launch_bounds__(MMA_THREADS)
@@ -233,7 +284,7 @@ static __global__ void __launch_bounds__(MMA_THREADS)
 {
     constexpr int LD = D + PAD, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + TILE * LD, *Vs = Ks + TILE * LD;
+    bf16 *Qs = (bf16 *)smem_raw, *KV = Qs + TILE * LD; /* then [slot][K, V] */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
     const int64_t T = d.T, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE, h = blockIdx.x, g = h / d.group;
     const int rows = (int)min((int64_t)TILE, T - i0);
@@ -250,45 +301,33 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     for (int n = 0; n < DT; n++)
         o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
 
-    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
-    for (int64_t j0 = first_key(starts, d.S, d.window, i0); j0 < kend; j0 += TILE) {
-        __syncthreads(); /* the previous tile is consumed */
+    /* Key tiles pass through two slots: the next one's copies are issued
+     * before this one is multiplied. */
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15, jfirst = first_key(starts, d.S, d.window, i0);
+    auto issue = [&](int slot, int64_t j0) {
         const int valid = (int)min((int64_t)TILE, kend - j0);
-        load_tile<D>(Ks, k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
-        load_tile<D>(Vs, v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
-        __syncthreads();
-        if (warp_last < j0)
-            continue; /* every key of the tile is after this warp's rows */
-        float sc[1][8][4], (&s)[8][4] = sc[0];
-        const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
-        mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
-        float mx[2] = {m[0], m[1]};
-        for (int n = 0; n < 8; n++)
-            for (int e = 0; e < 4; e++) {
-                int r = e / 2;
-                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
-                s[n][e] = j >= f[r] && j <= i[r] ? s[n][e] * sl2 : -INFINITY;
-                mx[r] = fmaxf(mx[r], s[n][e]);
-            }
-        float alpha[2];
-        for (int r = 0; r < 2; r++) {
-            mx[r] = quad_max(mx[r]);
-            alpha[r] = mx[r] == -INFINITY ? 1.0f : exp2f(m[r] - mx[r]);
-            m[r] = mx[r];
-            l[r] *= alpha[r];
+        bf16 *Kn = KV + slot * 2 * TILE * LD;
+        load_tile_async<D>(Kn, k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x, MMA_THREADS);
+        load_tile_async<D>(Kn + TILE * LD, v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x, MMA_THREADS);
+    };
+    if (jfirst < kend)
+        issue(0, jfirst);
+    cp_async_commit();
+    for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
+        if (j0 + TILE < kend)
+            issue((int)slot ^ 1, j0 + TILE);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads(); /* this slot has landed for every thread */
+        const bf16 *Ks = KV + slot * 2 * TILE * LD, *Vs = Ks + TILE * LD;
+        if (warp_last >= j0) { /* else every key of the tile is after this warp's rows */
+            float sc[1][8][4], (&s)[8][4] = sc[0];
+            const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
+            mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
+            online_softmax_tile<D>(s, o, m, l, j0, i, f, sl2, t4);
+            mma_acc_tile<D, TILE>(o, s, Vs);
         }
-        for (int n = 0; n < 8; n++)
-            for (int e = 0; e < 4; e++) {
-                int r = e / 2;
-                float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
-                s[n][e] = p;
-                l[r] += p;
-            }
-        for (int n = 0; n < DT; n++) {
-            o[n][0] *= alpha[0], o[n][1] *= alpha[0];
-            o[n][2] *= alpha[1], o[n][3] *= alpha[1];
-        }
-        mma_acc_tile<D, TILE>(o, s, Vs);
+        __syncthreads(); /* the slot is read before the next turn's copies overwrite it */
     }
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
@@ -381,11 +420,15 @@ static __global__ void __launch_bounds__(MMA_THREADS, 3)
         float sd[2][8][4], (&s)[8][4] = sd[0], (&dp)[8][4] = sd[1];
         const bf16 *as[2] = {Qs, dOs}, *bs[2] = {Ks, Vs};
         mma_rows_by_rows<D, 8, 2>(sd, as, bs, warp * 16);
+        const bool all = tile_unmasked(j0, i, f);
         for (int n = 0; n < 8; n++)
             for (int e = 0; e < 4; e++) {
                 int r = e / 2;
-                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
-                float p = j >= f[r] && j <= i[r] ? exp2f(s[n][e] * sl2 - la[r]) : 0.0f;
+                float p = exp2f(s[n][e] * sl2 - la[r]);
+                if (!all) {
+                    int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
+                    p = j >= f[r] && j <= i[r] ? p : 0.0f;
+                }
                 s[n][e] = p * (dp[n][e] - da[r]); /* dS */
             }
         mma_acc_tile<D, TILE>(dq, s, Ks);
@@ -475,12 +518,17 @@ static __global__ void __launch_bounds__(MMA_THREADS *WG)
             float sd[2][NQ][4], (&s)[NQ][4] = sd[0], (&dp)[NQ][4] = sd[1];
             const bf16 *as[2] = {Ks, Vs}, *bs[2] = {Qs, dOs};
             mma_rows_by_rows<D, NQ, 2>(sd, as, bs, warp * 16);
+            /* No mask when the tile is full, both keys precede its first query and its last query's first key
+             * (first[] is nondecreasing) precedes them. */
+            const bool all = nq == BQ && j[1] <= i0 && first[BQ - 1] <= j[0];
             for (int n = 0; n < NQ; n++)
                 for (int e = 0; e < 4; e++) {
                     int c = n * 8 + 2 * t4 + (e & 1);
-                    int64_t key = j[e / 2], i = i0 + c;
-                    bool ok = c < nq && key < T && key <= i && key >= first[c];
-                    float p = ok ? exp2f(s[n][e] * sl2 - lse[c] * LOG2E) : 0.0f;
+                    float p = exp2f(s[n][e] * sl2 - lse[c] * LOG2E);
+                    if (!all) {
+                        int64_t key = j[e / 2], i = i0 + c;
+                        p = c < nq && key < T && key <= i && key >= first[c] ? p : 0.0f;
+                    }
                     s[n][e] = p;
                     dp[n][e] = p * (dp[n][e] - delta[c]); /* dS */
                 }
@@ -531,7 +579,7 @@ static void launch_forward(struct cuda_backend *cb, void *out, float *lse, const
                            const void *v, const void *sinks, int sinks_dtype, const int32_t *starts,
                            const struct att_dims *d)
 {
-    size_t smem = sizeof(bf16) * 3 * TILE * (D + PAD);
+    size_t smem = sizeof(bf16) * 5 * TILE * (D + PAD); /* Q, then K and V in two slots */
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_fwd_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((unsigned)d->H, (unsigned)((d->T + TILE - 1) / TILE));
     CUDA_LAUNCH(cb, attention_fwd_mma<D>, grid, MMA_THREADS, smem, (bf16 *)out, lse, (const bf16 *)q,
