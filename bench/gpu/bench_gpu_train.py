@@ -29,6 +29,10 @@ import time
 ROWS = {
     "8b-b1": dict(model="llama-3.1-8b", method="lora", r=16, alpha=32, targets="all-linear", seq=2048, mb=1, ckpt="none"),
     "8b-b1-ckpt": dict(model="llama-3.1-8b", method="lora", r=16, alpha=32, targets="all-linear", seq=2048, mb=1, ckpt="full"),
+    # transformers has no selective policy (its checkpointing recomputes whole layers): tune only,
+    # against tune's own none and full rows.
+    "8b-b1-selective": dict(model="llama-3.1-8b", method="lora", r=16, alpha=32, targets="all-linear", seq=2048, mb=1,
+                            ckpt="selective", hf=False),
     "8b-b4": dict(model="llama-3.1-8b", method="lora", r=16, alpha=32, targets="all-linear", seq=2048, mb=4, ckpt="none"),
     "8b-b4-ckpt": dict(model="llama-3.1-8b", method="lora", r=16, alpha=32, targets="all-linear", seq=2048, mb=4, ckpt="full"),
     "7b-seeds": dict(model="llama-2-7b", method="lora", r=8, alpha=32, targets="q,k,v,o", seq=512, mb=3, ckpt="none"),
@@ -159,7 +163,7 @@ def main():
         row = ROWS[name]
         _, step_flop = model_flops_per_token(preset_config(row["model"]), row["seq"], row["method"])
         t = run_tune(row, a.steps, a.warmup)
-        h = {"error": "skipped"} if a.skip_hf else run_hf(name, a.steps, a.warmup)
+        h = {"error": "skipped"} if a.skip_hf or not row.get("hf", True) else run_hf(name, a.steps, a.warmup)
         results.append({"row": name, "settings": row, "tune": t, "hf": h, "gemm_peak": peak, "gpu": gpu})
         tcol = (f"{t['tokens_per_s']:,.0f} | {100 * t['tokens_per_s'] * step_flop / peak:.1f}% | "
                 f"{t['held_peak_bytes'] / gib:.1f} / {t['planned_bytes'] / gib:.1f}") if "error" not in t else \

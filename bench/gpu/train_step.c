@@ -70,7 +70,10 @@ int main(int argc, char **argv)
     rc.lora_dropout = 0;
     rc.seq = atoll(opt(argc, argv, "--seq", "2048"));
     rc.micro_batch = atoll(opt(argc, argv, "--micro-batch", "1"));
-    rc.grad_ckpt = strcmp(opt(argc, argv, "--grad-ckpt", "none"), "full") ? GRAD_CKPT_NONE : GRAD_CKPT_FULL;
+    int ckpt = run_lookup(run_grad_ckpt_names, GRAD_CKPT_COUNT, opt(argc, argv, "--grad-ckpt", "none"));
+    if (ckpt < 0)
+        die("--grad-ckpt: none, full or selective");
+    rc.grad_ckpt = (enum grad_ckpt)ckpt;
     if (run_parse_targets(&rc, &spec, opt(argc, argv, "--targets", "q,k,v,o"), &err) ||
         run_validate(&rc, &spec, &err))
         die(err.msg);
