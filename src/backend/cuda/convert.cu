@@ -12,6 +12,16 @@ static __global__ void convert_kernel(void *dst, int dst_dtype, const void *src,
         cuda_store(dst, dst_dtype, i, cuda_load(src, src_dtype, i));
 }
 
+/* dst[i] = src[i] for fp32 src and bf16 dst, four at a time (16-byte loads), i < 4 * n4. */
+static __global__ void convert_f32_bf16x4_kernel(uint2 *dst, const float4 *src, int64_t n4)
+{
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 v = src[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+        dst[i] = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+    }
+}
+
 extern "C" void cuda_convert(struct backend *b, struct tensor *dst, const struct tensor *src)
 {
     struct cuda_backend *cb = cuda_of(b);
@@ -23,6 +33,12 @@ extern "C" void cuda_convert(struct backend *b, struct tensor *dst, const struct
     if (dst->dtype == src->dtype) {
         CUDA_CHECK(cb, cudaMemcpyAsync(dst->data, src->data, (size_t)dtype_bytes(src->dtype, n),
                                        cudaMemcpyDeviceToDevice, cb->stream));
+        return;
+    }
+    if (src->dtype == DTYPE_F32 && dst->dtype == DTYPE_BF16 && n % 4 == 0 && ((uintptr_t)src->data & 15) == 0 &&
+        ((uintptr_t)dst->data & 7) == 0) { /* the residual gradient and the LoRA factors' compute copy */
+        CUDA_LAUNCH(cb, convert_f32_bf16x4_kernel, cuda_blocks(n / 4), CUDA_THREADS, 0, (uint2 *)dst->data,
+                    (const float4 *)src->data, n / 4);
         return;
     }
     CUDA_LAUNCH(cb, convert_kernel, cuda_blocks(n), CUDA_THREADS, 0, dst->data, dst->dtype, src->data, src->dtype, n);

@@ -121,6 +121,21 @@ static __device__ __forceinline__ void cuda_store(void *p, int dt, int64_t i, fl
         ((float *)p)[i] = v;
 }
 
+/* Eight bf16 as one 16-byte load or store. */
+union bf16x8 {
+    uint4 u;
+    __nv_bfloat16 h[8];
+};
+
+/* Whether every tensor is bf16 with n a multiple of 8 and 16-byte aligned data. */
+static inline bool wide_bf16(const struct tensor *const *t, int count, int64_t n)
+{
+    for (int i = 0; i < count; i++)
+        if (t[i]->dtype != DTYPE_BF16 || ((uintptr_t)t[i]->data & 15))
+            return false;
+    return n % 8 == 0;
+}
+
 /* Block-wide sum and max over blockDim.x (a multiple of 32, at most 1024)
  * threads: a fixed shuffle tree per warp, then warp 0 over the warps' results.
  * Every thread gets the answer. `shared` holds 32 slots; the call begins and

@@ -6,21 +6,6 @@
 
 static __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
-/* Eight bf16 in one 16-byte word, to and from fp32. */
-union bf16x8 {
-    uint4 u;
-    __nv_bfloat16 h[8];
-};
-
-/* Whether every tensor is bf16 with n a multiple of 8 and 16-byte aligned data. */
-static bool wide_bf16(const struct tensor *const *t, int count, int64_t n)
-{
-    for (int i = 0; i < count; i++)
-        if (t[i]->dtype != DTYPE_BF16 || ((uintptr_t)t[i]->data & 15))
-            return false;
-    return n % 8 == 0;
-}
-
 static __global__ void swiglu_bf16x8_kernel(uint4 *h, const uint4 *gate, const uint4 *up, int64_t n8)
 {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
