@@ -233,6 +233,18 @@ static __device__ __forceinline__ bool tile_unmasked(int64_t j0, const int64_t i
     return j0 + TILE - 1 <= i[0] && j0 >= f[1];
 }
 
+/* Issues the cp.async copies of key tile [j0, min(j0 + TILE, kend)) of kv
+ * head g: K into kv[0 .. TILE), V after it (rows past kend zero). */
+template <int D>
+static __device__ __forceinline__ void load_kv_async(bf16 *kv, const bf16 *k, const bf16 *v, int64_t j0, int64_t kend,
+                                                     int64_t g, const struct att_dims &d)
+{
+    const int valid = (int)min((int64_t)TILE, kend - j0);
+    load_tile_async<D>(kv, k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x, MMA_THREADS);
+    load_tile_async<D>(kv + TILE * (D + PAD), v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x,
+                       MMA_THREADS);
+}
+
 /* ---- forward ---- */
 
 /* One key tile [j0, j0 + TILE) of the online softmax, for a thread's rows
@@ -304,18 +316,12 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     /* Key tiles pass through two slots: the next one's copies are issued
      * before this one is multiplied. */
     const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15, jfirst = first_key(starts, d.S, d.window, i0);
-    auto issue = [&](int slot, int64_t j0) {
-        const int valid = (int)min((int64_t)TILE, kend - j0);
-        bf16 *Kn = KV + slot * 2 * TILE * LD;
-        load_tile_async<D>(Kn, k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x, MMA_THREADS);
-        load_tile_async<D>(Kn + TILE * LD, v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid, threadIdx.x, MMA_THREADS);
-    };
     if (jfirst < kend)
-        issue(0, jfirst);
+        load_kv_async<D>(KV, k, v, jfirst, kend, g, d);
     cp_async_commit();
     for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
         if (j0 + TILE < kend)
-            issue((int)slot ^ 1, j0 + TILE);
+            load_kv_async<D>(KV + (slot ^ 1) * 2 * TILE * LD, k, v, j0 + TILE, kend, g, d);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads(); /* this slot has landed for every thread */
@@ -377,14 +383,39 @@ static __global__ void attention_bwd_terms(struct bwd_terms t, struct att_bwd_ar
 
 /* ---- backward: dq ---- */
 
-/* Three blocks per SM: what its 70 KB of shared memory allow, so registers are capped to match. */
+/* One key tile of the dq kernel for a warp's 16 rows: dS from the recomputed
+ * probabilities and dO V^T, then dq += dS K. */
 template <int D>
-static __global__ void __launch_bounds__(MMA_THREADS, 3)
+static __device__ __forceinline__ void dq_tile(float (*dq)[4], const bf16 *Qs, const bf16 *dOs, const bf16 *Ks,
+                                               const bf16 *Vs, int64_t j0, const int64_t i[2], const int64_t f[2],
+                                               const float la[2], const float da[2], float sl2, int warp, int t4)
+{
+    float sd[2][8][4], (&s)[8][4] = sd[0], (&dp)[8][4] = sd[1];
+    const bf16 *as[2] = {Qs, dOs}, *bs[2] = {Ks, Vs};
+    mma_rows_by_rows<D, 8, 2>(sd, as, bs, warp * 16);
+    const bool all = tile_unmasked(j0, i, f);
+    for (int n = 0; n < 8; n++)
+        for (int e = 0; e < 4; e++) {
+            int r = e / 2;
+            float p = exp2f(s[n][e] * sl2 - la[r]);
+            if (!all) {
+                int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
+                p = j >= f[r] && j <= i[r] ? p : 0.0f;
+            }
+            s[n][e] = p * (dp[n][e] - da[r]); /* dS */
+        }
+    mma_acc_tile<D, TILE>(dq, s, Ks);
+}
+
+/* Two blocks per SM: what its 104 KB of shared memory (Q, dO, two slots of K and V) allow, so registers are
+ * capped to match. */
+template <int D>
+static __global__ void __launch_bounds__(MMA_THREADS, 2)
     attention_dq_mma(struct att_bwd_args a, struct bwd_terms t, struct att_dims d)
 {
     constexpr int LD = D + PAD, DT = D / 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD, *Vs = Ks + TILE * LD;
+    bf16 *Qs = (bf16 *)smem_raw, *dOs = Qs + TILE * LD, *KV = dOs + TILE * LD; /* then [slot][K, V] */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
     const int64_t T = d.T, H = d.H, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE, h = blockIdx.x;
     const int64_t g = h / d.group;
@@ -408,30 +439,22 @@ static __global__ void __launch_bounds__(MMA_THREADS, 3)
     for (int n = 0; n < DT; n++)
         dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0;
 
-    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
-    for (int64_t j0 = first_key(a.starts, d.S, d.window, i0); j0 < kend; j0 += TILE) {
-        __syncthreads();
-        const int valid = (int)min((int64_t)TILE, kend - j0);
-        load_tile<D>(Ks, (const bf16 *)a.k + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
-        load_tile<D>(Vs, (const bf16 *)a.v + (j0 * d.KV + g) * D, d.KV * D, TILE, valid);
-        __syncthreads();
-        if (warp_last < j0)
-            continue;
-        float sd[2][8][4], (&s)[8][4] = sd[0], (&dp)[8][4] = sd[1];
-        const bf16 *as[2] = {Qs, dOs}, *bs[2] = {Ks, Vs};
-        mma_rows_by_rows<D, 8, 2>(sd, as, bs, warp * 16);
-        const bool all = tile_unmasked(j0, i, f);
-        for (int n = 0; n < 8; n++)
-            for (int e = 0; e < 4; e++) {
-                int r = e / 2;
-                float p = exp2f(s[n][e] * sl2 - la[r]);
-                if (!all) {
-                    int64_t j = j0 + n * 8 + 2 * t4 + (e & 1);
-                    p = j >= f[r] && j <= i[r] ? p : 0.0f;
-                }
-                s[n][e] = p * (dp[n][e] - da[r]); /* dS */
-            }
-        mma_acc_tile<D, TILE>(dq, s, Ks);
+    /* Key tiles through two slots, as in the forward. */
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15, jfirst = first_key(a.starts, d.S, d.window, i0);
+    const bf16 *k = (const bf16 *)a.k, *v = (const bf16 *)a.v;
+    if (jfirst < kend)
+        load_kv_async<D>(KV, k, v, jfirst, kend, g, d);
+    cp_async_commit();
+    for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
+        if (j0 + TILE < kend)
+            load_kv_async<D>(KV + (slot ^ 1) * 2 * TILE * LD, k, v, j0 + TILE, kend, g, d);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads(); /* this slot has landed for every thread */
+        const bf16 *Ks = KV + slot * 2 * TILE * LD, *Vs = Ks + TILE * LD;
+        if (warp_last >= j0)
+            dq_tile<D>(dq, Qs, dOs, Ks, Vs, j0, i, f, la, da, sl2, warp, t4);
+        __syncthreads(); /* the slot is read before the next turn's copies overwrite it */
     }
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
@@ -619,7 +642,7 @@ static void launch_backward(struct cuda_backend *cb, const struct att_bwd_args *
 {
     const int64_t warps = d->T * d->H, tiles = (d->T + TILE - 1) / TILE;
     CUDA_LAUNCH(cb, attention_bwd_terms<D>, (unsigned)((warps + 7) / 8), 256, 0, *t, *a, *d);
-    size_t smem = sizeof(bf16) * 4 * TILE * (D + PAD);
+    size_t smem = sizeof(bf16) * 6 * TILE * (D + PAD);
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_dq_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     CUDA_LAUNCH(cb, attention_dq_mma<D>, dim3((unsigned)d->H, (unsigned)tiles), MMA_THREADS, smem, *a, *t, *d);
     dim3 grid_k((unsigned)d->KV, (unsigned)tiles);
