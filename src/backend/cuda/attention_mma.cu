@@ -245,6 +245,29 @@ static __device__ __forceinline__ void load_kv_async(bf16 *kv, const bf16 *k, co
                        MMA_THREADS);
 }
 
+/* Walks the key tiles [jfirst, kend) of kv head g through the two slots at
+ * kv (each K then V): the next tile's copies are issued before body(j0, K, V)
+ * multiplies this one. Every thread of the block calls it. */
+template <int D, typename F>
+static __device__ __forceinline__ void each_key_tile(bf16 *kv, const bf16 *k, const bf16 *v, int64_t jfirst,
+                                                     int64_t kend, int64_t g, const struct att_dims &d, F body)
+{
+    constexpr int SLOT = 2 * TILE * (D + PAD);
+    if (jfirst < kend)
+        load_kv_async<D>(kv, k, v, jfirst, kend, g, d);
+    cp_async_commit();
+    for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
+        if (j0 + TILE < kend)
+            load_kv_async<D>(kv + (slot ^ 1) * SLOT, k, v, j0 + TILE, kend, g, d);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads(); /* this slot has landed for every thread */
+        const bf16 *K = kv + slot * SLOT;
+        body(j0, K, K + TILE * (D + PAD));
+        __syncthreads(); /* the slot is read before the next turn's copies overwrite it */
+    }
+}
+
 /* ---- forward ---- */
 
 /* One key tile [j0, j0 + TILE) of the online softmax, for a thread's rows
@@ -313,28 +336,17 @@ static __global__ void __launch_bounds__(MMA_THREADS)
     for (int n = 0; n < DT; n++)
         o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
 
-    /* Key tiles pass through two slots: the next one's copies are issued
-     * before this one is multiplied. */
-    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15, jfirst = first_key(starts, d.S, d.window, i0);
-    if (jfirst < kend)
-        load_kv_async<D>(KV, k, v, jfirst, kend, g, d);
-    cp_async_commit();
-    for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
-        if (j0 + TILE < kend)
-            load_kv_async<D>(KV + (slot ^ 1) * 2 * TILE * LD, k, v, j0 + TILE, kend, g, d);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads(); /* this slot has landed for every thread */
-        const bf16 *Ks = KV + slot * 2 * TILE * LD, *Vs = Ks + TILE * LD;
-        if (warp_last >= j0) { /* else every key of the tile is after this warp's rows */
-            float sc[1][8][4], (&s)[8][4] = sc[0];
-            const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
-            mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
-            online_softmax_tile<D>(s, o, m, l, j0, i, f, sl2, t4);
-            mma_acc_tile<D, TILE>(o, s, Vs);
-        }
-        __syncthreads(); /* the slot is read before the next turn's copies overwrite it */
-    }
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
+    each_key_tile<D>(KV, k, v, first_key(starts, d.S, d.window, i0), kend, g, d,
+                     [&](int64_t j0, const bf16 *Ks, const bf16 *Vs) {
+                         if (warp_last < j0)
+                             return; /* every key of the tile is after this warp's rows */
+                         float sc[1][8][4], (&s)[8][4] = sc[0];
+                         const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
+                         mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
+                         online_softmax_tile<D>(s, o, m, l, j0, i, f, sl2, t4);
+                         mma_acc_tile<D, TILE>(o, s, Vs);
+                     });
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
             continue;
@@ -439,23 +451,12 @@ static __global__ void __launch_bounds__(MMA_THREADS, 2)
     for (int n = 0; n < DT; n++)
         dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0;
 
-    /* Key tiles through two slots, as in the forward. */
-    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15, jfirst = first_key(a.starts, d.S, d.window, i0);
-    const bf16 *k = (const bf16 *)a.k, *v = (const bf16 *)a.v;
-    if (jfirst < kend)
-        load_kv_async<D>(KV, k, v, jfirst, kend, g, d);
-    cp_async_commit();
-    for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
-        if (j0 + TILE < kend)
-            load_kv_async<D>(KV + (slot ^ 1) * 2 * TILE * LD, k, v, j0 + TILE, kend, g, d);
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads(); /* this slot has landed for every thread */
-        const bf16 *Ks = KV + slot * 2 * TILE * LD, *Vs = Ks + TILE * LD;
-        if (warp_last >= j0)
-            dq_tile<D>(dq, Qs, dOs, Ks, Vs, j0, i, f, la, da, sl2, warp, t4);
-        __syncthreads(); /* the slot is read before the next turn's copies overwrite it */
-    }
+    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
+    each_key_tile<D>(KV, (const bf16 *)a.k, (const bf16 *)a.v, first_key(a.starts, d.S, d.window, i0), kend, g, d,
+                     [&](int64_t j0, const bf16 *Ks, const bf16 *Vs) {
+                         if (warp_last >= j0)
+                             dq_tile<D>(dq, Qs, dOs, Ks, Vs, j0, i, f, la, da, sl2, warp, t4);
+                     });
     for (int r = 0; r < 2; r++) {
         if (i[r] >= T)
             continue;

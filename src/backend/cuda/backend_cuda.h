@@ -4,16 +4,18 @@
  *
  * Dtypes: every float tensor may be F32, BF16 or F16 (the kernels load any of
  * them into fp32 registers and round once on store); the model passes bf16
- * activations and weights, fp32 LoRA factors, gradients of trainable tensors,
- * optimizer states, rstd and lse; ids and labels I32. Arithmetic is fp32
+ * activations, weights, logits and LoRA factors (a copy of the fp32 ones made
+ * once a step), fp32 gradients of trainable tensors, optimizer states, the
+ * residual gradient, rstd and lse; ids and labels I32. Arithmetic is fp32
  * (reductions that the CPU does in double are double here too).
  *
  * matmul: cuBLASLt, fp32 compute. All-fp32 operands run an fp32 GEMM (no
  * TF32). Any other mix runs a bf16 x bf16 GEMM with an fp32 or bf16 output:
- * an fp32 operand (a LoRA factor, the fp32 residual gradient, a logits chunk)
- * is first rounded to bf16 in the backend's conversion scratch, in slices of
- * rows or columns when it is larger than the scratch. So the model needs no
- * casts of its own; the cost is one extra pass over each fp32 operand.
+ * an fp32 operand is first rounded to bf16 in the backend's conversion
+ * scratch, in slices of rows or columns when it is larger than the scratch.
+ * So the model needs no casts of its own; the cost is one extra pass over
+ * each fp32 operand, which is why the model converts the few it has (the
+ * LoRA factors, the residual gradient) once rather than at every GEMM.
  *
  * Errors: the op table returns nothing, so a failed CUDA, cuBLASLt or kernel
  * launch is recorded in the backend (the first one: the statement, function,
@@ -37,7 +39,8 @@
 
 /* Bytes the backend takes beside the plan's buffers, by default. */
 #define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)      /* cuBLASLt, as NVIDIA advises for Hopper */
-#define CUDA_CONVERT_SCRATCH_BYTES ((size_t)64 << 20)   /* bf16 copies of fp32 GEMM operands */
+/* bf16 copies of fp32 GEMM operands; attention backward's per-query terms */
+#define CUDA_CONVERT_SCRATCH_BYTES ((size_t)64 << 20)
 #define CUDA_REDUCE_SCRATCH_BYTES ((size_t)8 << 20)     /* partial sums of the deterministic reductions */
 
 #ifdef __cplusplus

@@ -127,7 +127,8 @@ extern "C" void cuda_cross_entropy_backward(struct backend *b, struct tensor *lo
     dim3 grid((unsigned)((across + 7) / 8), (unsigned)(T < 65535 ? T : 65535));
     if (logits->dtype == DTYPE_BF16)
         CUDA_LAUNCH(cb, cross_entropy_backward_kernel<__nv_bfloat16>, grid, CUDA_THREADS, 0,
-                    (__nv_bfloat16 *)logits->data, (const float *)lse->data, (const int32_t *)labels->data, T, V, scale);
+                    (__nv_bfloat16 *)logits->data, (const float *)lse->data, (const int32_t *)labels->data, T, V,
+                    scale);
     else
         CUDA_LAUNCH(cb, cross_entropy_backward_kernel<float>, grid, CUDA_THREADS, 0, (float *)logits->data,
                     (const float *)lse->data, (const int32_t *)labels->data, T, V, scale);
