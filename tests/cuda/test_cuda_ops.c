@@ -10,7 +10,8 @@
  * GPU result, widens it to fp32 and compares by relative L2 error
  * ||gpu - cpu|| / ||cpu||: < 1e-5 where the op is fp32 throughout, < 1e-2
  * where bf16 storage or a bf16 GEMM is involved (DESIGN.md's bounds). NaN
- * never passes. Dropout masks and convert's roundings must be bit-equal.
+ * never passes. Dropout masks and convert's roundings must be bit-equal,
+ * integer outputs (the MoE ops' expert ids, order, position, offsets) equal.
  * Prints one line per check with its error, and exits non-zero on any
  * failure. Needs a CUDA GPU. */
 #include <math.h>
@@ -717,6 +718,209 @@ static void test_swiglu(void)
     }
 }
 
+/* ---- mixture of experts ---- */
+
+/* Overwritten int32 outputs start as -1 on both sides. */
+static void fill_i32_unset(struct pair *p)
+{
+    memset(p->c.data, 0xff, (size_t)tensor_numel(&p->c) * 4);
+    pair_sync(p);
+}
+
+/* Integer outputs (expert ids, permutations, offsets) must be equal element for element. */
+static void compare_i32(const char *what, const struct pair *p)
+{
+    gpu_check(what);
+    int64_t n = tensor_numel(&p->c);
+    int32_t *got = host_alloc((size_t)n * 4);
+    gpu->download(gpu, got, p->g.data, (size_t)n * 4);
+    long diff = 0;
+    for (int64_t i = 0; i < n; i++)
+        diff += got[i] != ((const int32_t *)p->c.data)[i];
+    char line[160];
+    snprintf(line, sizeof line, "%s: elements not equal (%ld)", what, diff);
+    report(line, (double)diff, 0.5, 0, NULL);
+    free(got);
+}
+
+/* T tokens, E experts, k per token, C columns of x (not a multiple of 8). */
+struct moe_case {
+    int64_t T, E, k, C;
+};
+
+/* gpt-oss's E and k, an odd E, experts left without tokens (128 for 256
+ * pairs), N = 4000 pairs (moe_group's several chunks), and one expert. */
+static const struct moe_case moe_cases[] = {
+    {37, 32, 4, 45}, {100, 7, 2, 99}, {64, 128, 4, 301}, {1000, 32, 4, 70}, {50, 1, 1, 13},
+};
+#define MOE_CASES (sizeof moe_cases / sizeof moe_cases[0])
+
+/* Router logits [T, E] with ties: every third row takes four values (-0 and
+ * +0 among them), every third is constant, so the lower index must come
+ * first among equals; the rest are random. */
+static void fill_logits(struct pair *logits)
+{
+    static const float ties[4] = {-0.0f, 0.0f, 0.5f, 1.0f};
+    int64_t T = logits->c.shape[0], E = logits->c.shape[1];
+    float *l = logits->c.data;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t e = 0; e < E; e++)
+            l[t * E + e] = t % 3 == 0 ? ties[rand_int(4)] : t % 3 == 1 ? 0.25f : rand_uniform(-4, 4);
+    pair_sync(logits);
+}
+
+/* The CPU's routing of fresh logits, the same on both sides. */
+struct moe_routing {
+    struct pair experts, weights; /* [T, k] int32, fp32 */
+    struct pair order, position;  /* [N] int32 */
+    struct pair offsets;          /* [E + 1] int32 */
+};
+
+static struct moe_routing moe_route(const struct moe_case *mc)
+{
+    struct pair logits = P2(DTYPE_F32, mc->T, mc->E);
+    fill_logits(&logits);
+    struct moe_routing r = {P2(DTYPE_I32, mc->T, mc->k), P2(DTYPE_F32, mc->T, mc->k), P1(DTYPE_I32, mc->T * mc->k),
+                            P1(DTYPE_I32, mc->T * mc->k), P1(DTYPE_I32, mc->E + 1)};
+    cpu->moe_topk(cpu, &r.experts.c, &r.weights.c, &logits.c);
+    cpu->moe_group(cpu, &r.order.c, &r.position.c, &r.offsets.c, &r.experts.c);
+    pair_sync(&r.experts), pair_sync(&r.weights), pair_sync(&r.order), pair_sync(&r.position);
+    pair_sync(&r.offsets);
+    return r;
+}
+
+static void test_moe_topk(void)
+{
+    printf("moe_topk, moe_topk_backward\n");
+    char what[128];
+    for (size_t i = 0; i < MOE_CASES; i++) {
+        const struct moe_case *mc = &moe_cases[i];
+        struct pair logits = P2(DTYPE_F32, mc->T, mc->E);
+        struct pair experts = P2(DTYPE_I32, mc->T, mc->k), weights = P2(DTYPE_F32, mc->T, mc->k);
+        fill_logits(&logits), fill_i32_unset(&experts), fill_nan(&weights);
+        cpu->moe_topk(cpu, &experts.c, &weights.c, &logits.c);
+        gpu->moe_topk(gpu, &experts.g, &weights.g, &logits.g);
+        snprintf(what, sizeof what, "moe_topk T=%lld E=%lld k=%lld (ties): experts", (long long)mc->T,
+                 (long long)mc->E, (long long)mc->k);
+        compare_i32(what, &experts);
+        snprintf(what, sizeof what, "moe_topk T=%lld E=%lld k=%lld (ties): weights f32", (long long)mc->T,
+                 (long long)mc->E, (long long)mc->k);
+        compare(what, &weights, TOL_F32);
+
+        pair_sync(&experts), pair_sync(&weights); /* backward from the CPU's routing on both sides */
+        struct pair dweights = P2(DTYPE_F32, mc->T, mc->k), dlogits = P2(DTYPE_F32, mc->T, mc->E);
+        fill_random(&dweights, -1, 1), fill_nan(&dlogits);
+        cpu->moe_topk_backward(cpu, &dlogits.c, &dweights.c, &experts.c, &weights.c);
+        gpu->moe_topk_backward(gpu, &dlogits.g, &dweights.g, &experts.g, &weights.g);
+        snprintf(what, sizeof what, "moe_topk_backward T=%lld E=%lld k=%lld: dlogits f32", (long long)mc->T,
+                 (long long)mc->E, (long long)mc->k);
+        compare(what, &dlogits, TOL_F32);
+        case_end();
+    }
+}
+
+static void test_moe_group(void)
+{
+    printf("moe_group\n");
+    static const char *const names[3] = {"order", "position", "offsets"};
+    char what[128];
+    for (size_t i = 0; i < MOE_CASES; i++) {
+        const struct moe_case *mc = &moe_cases[i];
+        struct moe_routing r = moe_route(mc);
+        struct pair out[3] = {P1(DTYPE_I32, mc->T * mc->k), P1(DTYPE_I32, mc->T * mc->k), P1(DTYPE_I32, mc->E + 1)};
+        for (int j = 0; j < 3; j++)
+            fill_i32_unset(&out[j]);
+        cpu->moe_group(cpu, &out[0].c, &out[1].c, &out[2].c, &r.experts.c);
+        gpu->moe_group(gpu, &out[0].g, &out[1].g, &out[2].g, &r.experts.g);
+        for (int j = 0; j < 3; j++) {
+            snprintf(what, sizeof what, "moe_group T=%lld E=%lld k=%lld: %s", (long long)mc->T, (long long)mc->E,
+                     (long long)mc->k, names[j]);
+            compare_i32(what, &out[j]);
+        }
+        case_end();
+    }
+}
+
+/* moe_gather, moe_scatter and moe_weights_backward on the CPU's routing, with
+ * x, rows, y and dy in fp32 and bf16, with the routing weights and without. */
+static void test_moe_gather_scatter(void)
+{
+    printf("moe_gather, moe_scatter, moe_weights_backward\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    char what[160];
+    for (size_t i = 0; i < MOE_CASES; i++) {
+        const struct moe_case *mc = &moe_cases[i];
+        int64_t T = mc->T, C = mc->C, k = mc->k, N = T * k;
+        for (int d = 0; d < 2; d++) {
+            enum dtype dt = kinds[d];
+            double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+            struct moe_routing r = moe_route(mc);
+            for (int weighted = 0; weighted < 2; weighted++) {
+                const struct tensor *wc = weighted ? &r.weights.c : NULL, *wg = weighted ? &r.weights.g : NULL;
+                struct pair x = P2(dt, T, C), rows = P2(dt, N, C);
+                fill_random(&x, -1, 1), fill_nan(&rows);
+                cpu->moe_gather(cpu, &rows.c, &x.c, &r.order.c, wc, k);
+                gpu->moe_gather(gpu, &rows.g, &x.g, &r.order.g, wg, k);
+                snprintf(what, sizeof what, "moe_gather %s T=%lld E=%lld k=%lld C=%lld%s", dt_name(dt),
+                         (long long)T, (long long)mc->E, (long long)k, (long long)C, weighted ? " weighted" : "");
+                compare(what, &rows, tol);
+
+                struct pair y = P2(dt, T, C), src = P2(dt, N, C);
+                fill_random(&y, -1, 1), fill_random(&src, -1, 1);
+                cpu->moe_scatter(cpu, &y.c, &src.c, &r.position.c, wc, k);
+                gpu->moe_scatter(gpu, &y.g, &src.g, &r.position.g, wg, k);
+                snprintf(what, sizeof what, "moe_scatter %s T=%lld E=%lld k=%lld C=%lld%s (accumulate)",
+                         dt_name(dt), (long long)T, (long long)mc->E, (long long)k, (long long)C,
+                         weighted ? " weighted" : "");
+                compare(what, &y, tol);
+            }
+            struct pair dweights = P1(DTYPE_F32, N), dy = P2(dt, T, C), rows = P2(dt, N, C);
+            fill_nan(&dweights), fill_random(&dy, -1, 1), fill_random(&rows, -1, 1);
+            cpu->moe_weights_backward(cpu, &dweights.c, &dy.c, &rows.c, &r.position.c, k);
+            gpu->moe_weights_backward(gpu, &dweights.g, &dy.g, &rows.g, &r.position.g, k);
+            snprintf(what, sizeof what, "moe_weights_backward %s T=%lld E=%lld k=%lld C=%lld: dweights f32",
+                     dt_name(dt), (long long)T, (long long)mc->E, (long long)k, (long long)C);
+            compare(what, &dweights, TOL_F32);
+            case_end();
+        }
+    }
+}
+
+/* gpt-oss's activation on N rows of 2I interleaved columns, inputs past the
+ * limit (7) both ways and some exactly at +-limit (the clamps' edges). */
+static void test_swiglu_oai(void)
+{
+    printf("swiglu_oai\n");
+    const enum dtype kinds[2] = {DTYPE_F32, DTYPE_BF16};
+    const int64_t rows[3] = {148, 200, 33}, cols[3] = {45, 99, 8};
+    const float alpha = 1.702f, limit = 7.0f;
+    char what[128];
+    for (int s = 0; s < 3; s++)
+        for (int d = 0; d < 2; d++) {
+            enum dtype dt = kinds[d];
+            double tol = dt == DTYPE_F32 ? TOL_F32 : TOL_BF16;
+            int64_t N = rows[s], I = cols[s];
+            struct pair x = P2(dt, N, 2 * I), h = P2(dt, N, I);
+            float *xv = x.c.data;
+            for (int64_t j = 0; j < N * 2 * I; j++)
+                xv[j] = rand_int(10) ? rand_uniform(-10, 10) : rand_u64() & 1 ? limit : -limit;
+            pair_sync(&x);
+            fill_nan(&h);
+            cpu->swiglu_oai(cpu, &h.c, &x.c, alpha, limit);
+            gpu->swiglu_oai(gpu, &h.g, &x.g, alpha, limit);
+            snprintf(what, sizeof what, "swiglu_oai %s %lldx%lld", dt_name(dt), (long long)N, (long long)(2 * I));
+            compare(what, &h, tol);
+            struct pair dh = P2(dt, N, I), dx = P2(dt, N, 2 * I);
+            fill_random(&dh, -1, 1), fill_nan(&dx);
+            cpu->swiglu_oai_backward(cpu, &dx.c, &dh.c, &x.c, alpha, limit);
+            gpu->swiglu_oai_backward(gpu, &dx.g, &dh.g, &x.g, alpha, limit);
+            snprintf(what, sizeof what, "swiglu_oai_backward %s %lldx%lld: dx", dt_name(dt), (long long)N,
+                     (long long)(2 * I));
+            compare(what, &dx, tol);
+            case_end();
+        }
+}
+
 /* ---- cross-entropy ---- */
 
 static void test_cross_entropy(void)
@@ -942,6 +1146,8 @@ static const struct {
     {"embedding", test_embedding}, {"rmsnorm", test_rmsnorm},
     {"rope", test_rope},           {"attention", test_attention},
     {"attention_cached", test_attention_cached}, {"swiglu", test_swiglu},
+    {"swiglu_oai", test_swiglu_oai}, {"moe_topk", test_moe_topk},
+    {"moe_group", test_moe_group}, {"moe_gather_scatter", test_moe_gather_scatter},
     {"cross_entropy", test_cross_entropy}, {"dropout", test_dropout},
     {"adamw", test_adamw},         {"timing", test_timing},
 };

@@ -225,6 +225,21 @@ void cuda_swiglu(struct backend *b, struct tensor *h, const struct tensor *gate,
 void cuda_swiglu_backward(struct backend *b, struct tensor *dgate, struct tensor *dup, const struct tensor *dh,
                           const struct tensor *gate, const struct tensor *up);
 
+void cuda_moe_topk(struct backend *b, struct tensor *experts, struct tensor *weights, const struct tensor *logits);
+void cuda_moe_topk_backward(struct backend *b, struct tensor *dlogits, const struct tensor *dweights,
+                            const struct tensor *experts, const struct tensor *weights);
+void cuda_moe_group(struct backend *b, struct tensor *order, struct tensor *position, struct tensor *offsets,
+                    const struct tensor *experts);
+void cuda_moe_gather(struct backend *b, struct tensor *rows, const struct tensor *x, const struct tensor *order,
+                     const struct tensor *weights, int64_t k);
+void cuda_moe_scatter(struct backend *b, struct tensor *y, const struct tensor *rows, const struct tensor *position,
+                      const struct tensor *weights, int64_t k);
+void cuda_moe_weights_backward(struct backend *b, struct tensor *dweights, const struct tensor *dy,
+                               const struct tensor *rows, const struct tensor *position, int64_t k);
+void cuda_swiglu_oai(struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit);
+void cuda_swiglu_oai_backward(struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x,
+                              float alpha, float limit);
+
 double cuda_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
                           const struct tensor *labels);
 void cuda_cross_entropy_backward(struct backend *b, struct tensor *logits, const struct tensor *lse,
