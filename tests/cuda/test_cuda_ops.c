@@ -886,6 +886,95 @@ static void test_moe_gather_scatter(void)
     }
 }
 
+/* Random groups for the grouped GEMMs into offsets [E + 1]: 0 to 2 mean rows
+ * an expert, with experts 1, 4, 7, ... and the last left empty (but a lone
+ * expert, of 1 to 2 mean rows). Returns N = offsets[E]. */
+static int64_t moe_offsets(struct pair *offsets, int64_t E, int64_t mean)
+{
+    int32_t *o = offsets->c.data;
+    o[0] = 0;
+    for (int64_t e = 0; e < E; e++) {
+        int64_t rows = E == 1 ? 1 + rand_int(2 * mean) : e % 3 == 1 || e == E - 1 ? 0 : rand_int(2 * mean + 1);
+        o[e + 1] = o[e] + (int32_t)rows;
+    }
+    pair_sync(offsets);
+    return o[E];
+}
+
+/* E experts of about `mean` rows, K in, O out. */
+struct moe_mm_case {
+    int64_t E, mean, K, O;
+    const char *use;
+};
+
+/* K and O not multiples of 8 (the scalar kernels for bf16 too); the tensor
+ * cores' tiles whole in K and cut in O, then cut in both (a last K step of 8
+ * columns, a last O tile of 8); one expert. */
+static const struct moe_mm_case moe_mm_cases[] = {
+    {32, 20, 45, 70, "scalar"},
+    {7, 150, 192, 96, "mma for bf16"},
+    {32, 30, 200, 136, "mma for bf16, partial tiles"},
+    {1, 300, 64, 24, "one expert"},
+};
+#define MOE_MM_CASES (sizeof moe_mm_cases / sizeof moe_mm_cases[0])
+
+/* moe_matmul with w stored both ways, with and without bias, overwriting c
+ * and adding into it (where the bias is not added), for fp32 operands (as the
+ * CPU's) and bf16 a, w and bias into bf16 or fp32 c; moe_weight_grad adding
+ * into a random dw, for fp32 and bf16 dc and a. */
+static void test_moe_matmul(void)
+{
+    printf("moe_matmul, moe_weight_grad\n");
+    const enum dtype F = DTYPE_F32, B = DTYPE_BF16;
+    const enum dtype kinds[3][2] = {{F, F}, {B, B}, {B, F}}; /* a, w and bias; c */
+    char what[160];
+    for (size_t i = 0; i < MOE_MM_CASES; i++) {
+        const struct moe_mm_case *mc = &moe_mm_cases[i];
+        int64_t E = mc->E, K = mc->K, O = mc->O;
+        struct pair offsets = P1(DTYPE_I32, E + 1);
+        int64_t N = moe_offsets(&offsets, E, mc->mean);
+        for (int d = 0; d < 3; d++) {
+            enum dtype wt = kinds[d][0], ct = kinds[d][1];
+            double tol = wt == F && ct == F ? TOL_F32 : TOL_BF16;
+            struct pair a = P2(wt, N, K), w = P3(wt, E, O, K), bias = P2(wt, E, O);
+            fill_random(&a, -1, 1), fill_random(&w, -1, 1), fill_random(&bias, -1, 1);
+            for (int tw = 0; tw < 2; tw++)
+                for (int v = 0; v < 3; v++) {
+                    struct pair wv = w; /* without tw, the same numbers read as [E, K, O] */
+                    if (!tw) {
+                        wv.c.shape[1] = wv.g.shape[1] = K;
+                        wv.c.shape[2] = wv.g.shape[2] = O;
+                    }
+                    float beta = v == 2 ? 1.0f : 0.0f;
+                    bool with_bias = v != 1;
+                    struct pair c = P2(ct, N, O);
+                    if (beta != 0)
+                        fill_random(&c, -1, 1);
+                    else
+                        fill_nan(&c);
+                    cpu->moe_matmul(cpu, &c.c, &a.c, &wv.c, tw, with_bias ? &bias.c : NULL, &offsets.c, beta);
+                    gpu->moe_matmul(gpu, &c.g, &a.g, &wv.g, tw, with_bias ? &bias.g : NULL, &offsets.g, beta);
+                    snprintf(what, sizeof what, "moe_matmul %s x %s%s -> %s E=%lld N=%lld K=%lld O=%lld b=%g%s (%s)",
+                             dt_name(wt), dt_name(wt), tw ? "^T" : "", dt_name(ct), (long long)E, (long long)N,
+                             (long long)K, (long long)O, beta, !with_bias ? "" : beta != 0 ? " bias unused" : " bias",
+                             mc->use);
+                    compare(what, &c, tol);
+                }
+        }
+        for (int d = 0; d < 2; d++) {
+            enum dtype dt = d ? B : F;
+            struct pair dc = P2(dt, N, O), a = P2(dt, N, K), dw = P3(F, E, O, K);
+            fill_random(&dc, -1, 1), fill_random(&a, -1, 1), fill_random(&dw, -1, 1);
+            cpu->moe_weight_grad(cpu, &dw.c, &dc.c, &a.c, &offsets.c);
+            gpu->moe_weight_grad(gpu, &dw.g, &dc.g, &a.g, &offsets.g);
+            snprintf(what, sizeof what, "moe_weight_grad %s E=%lld N=%lld K=%lld O=%lld (accumulate): dw f32 (%s)",
+                     dt_name(dt), (long long)E, (long long)N, (long long)K, (long long)O, mc->use);
+            compare(what, &dw, dt == F ? TOL_F32 : TOL_BF16);
+        }
+        case_end();
+    }
+}
+
 /* gpt-oss's activation on N rows of 2I interleaved columns, inputs past the
  * limit (7) both ways and some exactly at +-limit (the clamps' edges). */
 static void test_swiglu_oai(void)
@@ -1148,6 +1237,7 @@ static const struct {
     {"attention_cached", test_attention_cached}, {"swiglu", test_swiglu},
     {"swiglu_oai", test_swiglu_oai}, {"moe_topk", test_moe_topk},
     {"moe_group", test_moe_group}, {"moe_gather_scatter", test_moe_gather_scatter},
+    {"moe_matmul", test_moe_matmul},
     {"cross_entropy", test_cross_entropy}, {"dropout", test_dropout},
     {"adamw", test_adamw},         {"timing", test_timing},
 };

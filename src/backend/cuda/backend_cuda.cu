@@ -117,15 +117,15 @@ static const struct backend cuda_table = {
     .attention_cached = cuda_attention_cached,
     .swiglu = cuda_swiglu,
     .swiglu_backward = cuda_swiglu_backward,
-    /* Mixture of experts (moe.cu); the grouped GEMMs not yet, so llama_supports refuses gpt-oss here. */
+    /* Mixture of experts (moe.cu; the grouped GEMMs moe_matmul.cu). llama_supports still refuses gpt-oss here. */
     .moe_topk = cuda_moe_topk,
     .moe_topk_backward = cuda_moe_topk_backward,
     .moe_group = cuda_moe_group,
     .moe_gather = cuda_moe_gather,
     .moe_scatter = cuda_moe_scatter,
     .moe_weights_backward = cuda_moe_weights_backward,
-    .moe_matmul = NULL,
-    .moe_weight_grad = NULL,
+    .moe_matmul = cuda_moe_matmul,
+    .moe_weight_grad = cuda_moe_weight_grad,
     .swiglu_oai = cuda_swiglu_oai,
     .swiglu_oai_backward = cuda_swiglu_oai_backward,
     .cross_entropy = cuda_cross_entropy,

@@ -236,6 +236,10 @@ void cuda_moe_scatter(struct backend *b, struct tensor *y, const struct tensor *
                       const struct tensor *weights, int64_t k);
 void cuda_moe_weights_backward(struct backend *b, struct tensor *dweights, const struct tensor *dy,
                                const struct tensor *rows, const struct tensor *position, int64_t k);
+void cuda_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
+                     const struct tensor *bias, const struct tensor *offsets, float beta);
+void cuda_moe_weight_grad(struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,
+                          const struct tensor *offsets);
 void cuda_swiglu_oai(struct backend *b, struct tensor *h, const struct tensor *x, float alpha, float limit);
 void cuda_swiglu_oai_backward(struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x,
                               float alpha, float limit);

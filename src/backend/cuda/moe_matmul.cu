@@ -1,0 +1,414 @@
+/* The experts' grouped GEMMs, as cpu/moe.c's: moe_matmul (each expert's
+ * linear over its rows) and moe_weight_grad (each expert's weight gradient
+ * over its rows). Sizes: E experts, N grouped rows, K and O a linear's in and
+ * out; expert e's rows are [offsets[e], offsets[e + 1]).
+ *
+ * The choice: one launch for all the experts, whatever the split, and no
+ * host synchronisation: offsets stay on the device. moe_matmul's blocks each
+ * take a tile of rows of one expert; a one-thread kernel first turns offsets
+ * into each expert's first tile (a prefix over E, in the backend's reduce
+ * scratch), and the grid is sized for the most tiles any split can have
+ * (N / BM + E; the blocks past the last tile return). moe_weight_grad needs
+ * no prefix: a block owns one tile of one expert's dw and walks that
+ * expert's rows in order, adding into dw once at the end. Every output
+ * element is made by one thread in a fixed order, so results are the same
+ * from run to run (no atomics).
+ * bf16 a and w (dc and a for the gradient) with K and O multiples of 8 take
+ * tensor cores (mma.sync m16n8k16, fp32 accumulation; tiles double-buffered
+ * through cp.async); any other float dtypes (fp32 as the CPU's, f16) a scalar
+ * 16 x 16 tiled kernel. c and bias may be any float dtype, dw is fp32.
+ * Offsets are expected as moe_group makes them (ascending, offsets[E] = N);
+ * they are clamped to [0, N], and rows of no expert are left untouched. */
+#include "backend/cuda/cuda_ops.cuh"
+#include "backend/cuda/mma.cuh"
+
+/* Tensor-core tiles: a block of 4 warps makes [MM_BM, MM_BN] of c (2 x 2
+ * warps of [32, 64]) over K in steps of MM_BK, or [MM_BM, MM_BN] of one
+ * expert's dw (O by K) over rows in steps of MM_BK. */
+#define MM_THREADS 128
+#define MM_BM 64
+#define MM_BN 128
+#define MM_BK 32
+/* The scalar kernels' square tile (threads per side). */
+#define SIMT_TILE 16
+
+/* Expert e's rows [*r0, *r1), clamped to [0, N] (and r1 >= r0), the same in every kernel. */
+static __device__ __forceinline__ void group_rows(const int32_t *offsets, int e, int64_t N, int64_t *r0,
+                                                  int64_t *r1)
+{
+    int64_t a = offsets[e], b = offsets[e + 1];
+    a = a < 0 ? 0 : a > N ? N : a;
+    b = b < a ? a : b > N ? N : b;
+    *r0 = a, *r1 = b;
+}
+
+/* tiles [E + 1]: tiles[e] = the row tiles of bm rows of the experts before e.
+ * One thread: E (32 or 128 in gpt-oss) steps, nothing next to the GEMM. */
+static __global__ void moe_tile_prefix_kernel(int32_t *tiles, const int32_t *offsets, int E, int64_t N, int bm)
+{
+    int32_t t = 0;
+    for (int e = 0; e < E; e++) {
+        int64_t r0, r1;
+        group_rows(offsets, e, N, &r0, &r1);
+        tiles[e] = t;
+        t += (int32_t)((r1 - r0 + bm - 1) / bm);
+    }
+    tiles[E] = t;
+}
+
+/* Row tile `tile` (blockIdx.x) as expert *e's rows [*row0, *row0 + *rows),
+ * *rows in [1, bm]; false past the last tile. The last e with
+ * tiles[e] <= tile: empty experts (tiles[e] == tiles[e + 1]) come before. */
+static __device__ __forceinline__ bool tile_rows(const int32_t *tiles, const int32_t *offsets, int E, int64_t N,
+                                                 int bm, int64_t tile, int *e, int64_t *row0, int *rows)
+{
+    if (tile >= tiles[E])
+        return false;
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (tiles[mid] <= tile)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    int64_t r0, r1;
+    group_rows(offsets, lo, N, &r0, &r1);
+    *e = lo;
+    *row0 = r0 + (tile - tiles[lo]) * bm;
+    *rows = (int)min((int64_t)bm, r1 - *row0);
+    return true;
+}
+
+/* c[row, col] = acc (+ beta c, or + bias[e, col] where beta is 0), in c's dtype: the CPU's order. */
+static __device__ __forceinline__ void store_c(void *c, int c_dtype, const void *bias, int bias_dtype, float beta,
+                                               int64_t O, int e, int64_t row, int64_t col, float acc)
+{
+    int64_t i = row * O + col;
+    if (beta != 0)
+        acc += beta * cuda_load(c, c_dtype, i);
+    else if (bias)
+        acc += cuda_load(bias, bias_dtype, e * O + col);
+    cuda_store(c, c_dtype, i, acc);
+}
+
+/* ---- tensor cores ---- */
+
+/* Rows [0, ROWS) by columns [0, COLS) of dst [ROWS][COLS + PAD] from row r at
+ * src + r * ld: rows from `rows` on and columns from `cols` on (a multiple of
+ * 8) zeros. 16-byte cp.async copies by the block's threads: issued, not landed. */
+template <int ROWS, int COLS>
+static __device__ __forceinline__ void tile_async(bf16 *dst, const bf16 *src, int64_t ld, int rows, int cols)
+{
+    constexpr int V = COLS / 8;
+    for (int i = threadIdx.x; i < ROWS * V; i += MM_THREADS) {
+        int r = i / V, c = i % V * 8;
+        bool ok = r < rows && c < cols;
+        cp_async16(dst + r * (COLS + PAD) + c, ok ? src + r * ld + c : src, ok);
+    }
+}
+
+/* frag_a (the A operand's rows row0.., k = col0..col0+15) of a tile stored
+ * transposed, [k][m] (dc's rows as the A operand of dc^T a): ldmatrix.trans
+ * of the tile's rows col0.., columns row0.. */
+template <int D>
+static __device__ __forceinline__ void frag_a_trans(uint32_t a[4], const bf16 *tile, int row0, int col0)
+{
+    const int lane = threadIdx.x % 32, mi = lane / 8;
+    ldsm4_trans(a, tile + (col0 + (mi >> 1) * 8 + lane % 8) * (D + PAD) + row0 + (mi & 1) * 8);
+}
+
+/* The shared tiles of one pipeline stage: A [MM_BM or MM_BK rows], B as stored. */
+#define MM_A_ELEMS (MM_BM * (MM_BK + PAD))
+#define MM_B_ELEMS (MM_BN * (MM_BK + PAD) > MM_BK * (MM_BN + PAD) ? MM_BN * (MM_BK + PAD) : MM_BK * (MM_BN + PAD))
+#define MM_DC_ELEMS (MM_BK * (MM_BM + PAD))
+
+/* moe_matmul's shared memory: the two stages while multiplying, then the
+ * block's c tile in fp32, so that the stores (a branch on c's dtype, bias,
+ * beta) are one loop over consecutive elements rather than 64 unrolled ones
+ * a thread. */
+union mm_smem {
+    struct {
+        bf16 a[2][MM_A_ELEMS];
+        bf16 w[2][MM_B_ELEMS];
+    } stage;
+    float c[MM_BM][MM_BN + 1];
+};
+
+/* One block: c rows [row0, row0 + rows) of expert e by columns [o0, o0 +
+ * MM_BN) (blockIdx.y). a [N, K], w [E, O, K] (TW) or [E, K, O], both bf16;
+ * c [N, O]; bias [E, O] or NULL. */
+template <bool TW>
+static __global__ void __launch_bounds__(MM_THREADS)
+    moe_matmul_mma_kernel(void *c, int c_dtype, const bf16 *a, const bf16 *w, const void *bias, int bias_dtype,
+                          const int32_t *offsets, const int32_t *tiles, int E, int64_t N, int64_t K, int64_t O,
+                          float beta)
+{
+    __shared__ __align__(16) union mm_smem sm;
+    bf16(*sa)[MM_A_ELEMS] = sm.stage.a, (*sw)[MM_B_ELEMS] = sm.stage.w;
+    int e, rows;
+    int64_t row0;
+    if (!tile_rows(tiles, offsets, E, N, MM_BM, blockIdx.x, &e, &row0, &rows))
+        return;
+    const int64_t o0 = (int64_t)blockIdx.y * MM_BN;
+    const int on = (int)min((int64_t)MM_BN, O - o0);
+    const bf16 *ab = a + row0 * K, *we = w + e * O * K;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp % 2 * 32, wn = warp / 2 * 64;
+
+    /* stage s <- the K columns [k0, k0 + MM_BK) */
+    auto load = [&](int s, int64_t k0) {
+        int kn = (int)min((int64_t)MM_BK, K - k0);
+        tile_async<MM_BM, MM_BK>(sa[s], ab + k0, K, rows, kn);
+        if (TW)
+            tile_async<MM_BN, MM_BK>(sw[s], we + o0 * K + k0, K, on, kn);
+        else
+            tile_async<MM_BK, MM_BN>(sw[s], we + k0 * O + o0, O, kn, on);
+    };
+
+    float acc[2][8][4];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 8; j++)
+            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
+    const int64_t nk = (K + MM_BK - 1) / MM_BK;
+    if (nk > 0)
+        load(0, 0);
+    cp_async_commit();
+    for (int64_t kt = 0; kt < nk; kt++) {
+        const int s = (int)(kt & 1);
+        if (kt + 1 < nk)
+            load(s ^ 1, (kt + 1) * MM_BK); /* into the stage the previous step read, behind its barrier */
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        for (int kc = 0; kc < MM_BK / 16; kc++) {
+            uint32_t af[2][4];
+            for (int i = 0; i < 2; i++)
+                frag_a<MM_BK>(af[i], sa[s], wm + i * 16, kc * 16);
+            for (int j = 0; j < 8; j += 2) {
+                uint32_t bf[4];
+                if (TW)
+                    frag_b2<MM_BK>(bf, sw[s], wn + j * 8, kc * 16);
+                else
+                    frag_b2_trans<MM_BN>(bf, sw[s], kc * 16, wn + j * 8);
+                for (int i = 0; i < 2; i++) {
+                    mma16816(acc[i][j], af[i], bf[0], bf[1]);
+                    mma16816(acc[i][j + 1], af[i], bf[2], bf[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    /* accumulator q of n-tile j: row lane / 4 (+ 8 for q >= 2), column
+     * 2 (lane % 4) + q % 2; the stages are free (the loop ends on a barrier) */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 8; j++)
+            for (int q = 0; q < 4; q++)
+                sm.c[wm + i * 16 + lane / 4 + (q >> 1) * 8][wn + j * 8 + 2 * (lane % 4) + (q & 1)] = acc[i][j][q];
+    __syncthreads();
+    for (int i = threadIdx.x; i < MM_BM * MM_BN; i += MM_THREADS) {
+        int r = i / MM_BN, col = i % MM_BN;
+        if (r < rows && col < on)
+            store_c(c, c_dtype, bias, bias_dtype, beta, O, e, row0 + r, o0 + col, sm.c[r][col]);
+    }
+}
+
+/* One block: dw[e] rows [o0, o0 + MM_BM) (blockIdx.y) by columns [k0, k0 +
+ * MM_BN) (blockIdx.x), e = blockIdx.z, += dc^T a over the expert's rows in
+ * chunks of MM_BK, in order. dc [N, O], a [N, K] bf16; dw [E, O, K] fp32. */
+static __global__ void __launch_bounds__(MM_THREADS)
+    moe_weight_grad_mma_kernel(float *dw, const bf16 *dc, const bf16 *a, const int32_t *offsets, int64_t N,
+                               int64_t K, int64_t O)
+{
+    __shared__ __align__(16) bf16 sdc[2][MM_DC_ELEMS];              /* [MM_BK rows][MM_BM o] */
+    __shared__ __align__(16) bf16 sa[2][MM_BK * (MM_BN + PAD)]; /* [MM_BK rows][MM_BN k] */
+    const int e = blockIdx.z;
+    int64_t r0, r1;
+    group_rows(offsets, e, N, &r0, &r1);
+    if (r1 == r0) /* as the CPU's, which skips the expert */
+        return;
+    const int64_t o0 = (int64_t)blockIdx.y * MM_BM, k0 = (int64_t)blockIdx.x * MM_BN;
+    const int on = (int)min((int64_t)MM_BM, O - o0), kn = (int)min((int64_t)MM_BN, K - k0);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp % 2 * 32, wn = warp / 2 * 64;
+
+    /* stage s <- rows [r, r + MM_BK) of the expert's */
+    auto load = [&](int s, int64_t r) {
+        int rn = (int)min((int64_t)MM_BK, r1 - r);
+        tile_async<MM_BK, MM_BM>(sdc[s], dc + r * O + o0, O, rn, on);
+        tile_async<MM_BK, MM_BN>(sa[s], a + r * K + k0, K, rn, kn);
+    };
+
+    float acc[2][8][4];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 8; j++)
+            acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
+    const int64_t nr = (r1 - r0 + MM_BK - 1) / MM_BK;
+    load(0, r0);
+    cp_async_commit();
+    for (int64_t t = 0; t < nr; t++) {
+        const int s = (int)(t & 1);
+        if (t + 1 < nr)
+            load(s ^ 1, r0 + (t + 1) * MM_BK);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        for (int kc = 0; kc < MM_BK / 16; kc++) {
+            uint32_t af[2][4];
+            for (int i = 0; i < 2; i++)
+                frag_a_trans<MM_BM>(af[i], sdc[s], wm + i * 16, kc * 16);
+            for (int j = 0; j < 8; j += 2) {
+                uint32_t bf[4];
+                frag_b2_trans<MM_BN>(bf, sa[s], kc * 16, wn + j * 8);
+                for (int i = 0; i < 2; i++) {
+                    mma16816(acc[i][j], af[i], bf[0], bf[1]);
+                    mma16816(acc[i][j + 1], af[i], bf[2], bf[3]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+    float *dwe = dw + e * O * K;
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < 4; q++) {
+            int o = wm + i * 16 + lane / 4 + (q >> 1) * 8;
+            if (o >= on)
+                continue;
+            for (int j = 0; j < 8; j++) {
+                int k = wn + j * 8 + 2 * (lane % 4) + (q & 1);
+                if (k < kn)
+                    dwe[(o0 + o) * K + k0 + k] += acc[i][j][q];
+            }
+        }
+}
+
+/* ---- scalar: any float dtypes ---- */
+
+/* One block of SIMT_TILE^2 threads: c[row0 + y, o0 + x], o0 = blockIdx.y
+ * tiles, over K in steps of SIMT_TILE staged in shared memory; thread (y, x)
+ * sums its k in order. a [N, K], w [E, O, K] (tw) or [E, K, O]. */
+static __global__ void moe_matmul_simt_kernel(void *c, int c_dtype, const void *a, int a_dtype, const void *w,
+                                              int w_dtype, bool tw, const void *bias, int bias_dtype,
+                                              const int32_t *offsets, const int32_t *tiles, int E, int64_t N,
+                                              int64_t K, int64_t O, float beta)
+{
+    __shared__ float sa[SIMT_TILE][SIMT_TILE + 1]; /* [row][k] */
+    __shared__ float sw[SIMT_TILE][SIMT_TILE + 1]; /* [k][o] */
+    int e, rows;
+    int64_t row0;
+    if (!tile_rows(tiles, offsets, E, N, SIMT_TILE, blockIdx.x, &e, &row0, &rows))
+        return;
+    const int x = threadIdx.x, y = threadIdx.y;
+    const int64_t o0 = (int64_t)blockIdx.y * SIMT_TILE, we = e * O * K;
+    float acc = 0;
+    for (int64_t k0 = 0; k0 < K; k0 += SIMT_TILE) {
+        sa[y][x] = y < rows && k0 + x < K ? cuda_load(a, a_dtype, (row0 + y) * K + k0 + x) : 0.0f;
+        if (tw) /* w[e][o0 + y][k0 + x]: consecutive threads read consecutive k */
+            sw[x][y] = o0 + y < O && k0 + x < K ? cuda_load(w, w_dtype, we + (o0 + y) * K + k0 + x) : 0.0f;
+        else
+            sw[y][x] = k0 + y < K && o0 + x < O ? cuda_load(w, w_dtype, we + (k0 + y) * O + o0 + x) : 0.0f;
+        __syncthreads();
+        for (int k = 0; k < SIMT_TILE; k++)
+            acc += sa[y][k] * sw[k][x];
+        __syncthreads();
+    }
+    if (y < rows && o0 + x < O)
+        store_c(c, c_dtype, bias, bias_dtype, beta, O, e, row0 + y, o0 + x, acc);
+}
+
+/* One block of SIMT_TILE^2 threads: dw[e][o0 + y][k0 + x] (k0 = blockIdx.x
+ * tiles, o0 = blockIdx.y tiles, e = blockIdx.z) += the sum over the
+ * expert's rows, in order, staged SIMT_TILE rows at a time. */
+static __global__ void moe_weight_grad_simt_kernel(float *dw, const void *dc, int dc_dtype, const void *a,
+                                                   int a_dtype, const int32_t *offsets, int64_t N, int64_t K,
+                                                   int64_t O)
+{
+    __shared__ float sdc[SIMT_TILE][SIMT_TILE + 1]; /* [row][o] */
+    __shared__ float sa[SIMT_TILE][SIMT_TILE + 1];  /* [row][k] */
+    const int e = blockIdx.z, x = threadIdx.x, y = threadIdx.y;
+    int64_t r0, r1;
+    group_rows(offsets, e, N, &r0, &r1);
+    if (r1 == r0)
+        return;
+    const int64_t k0 = (int64_t)blockIdx.x * SIMT_TILE, o0 = (int64_t)blockIdx.y * SIMT_TILE;
+    float acc = 0;
+    for (int64_t r = r0; r < r1; r += SIMT_TILE) {
+        bool row = r + y < r1;
+        sdc[y][x] = row && o0 + x < O ? cuda_load(dc, dc_dtype, (r + y) * O + o0 + x) : 0.0f;
+        sa[y][x] = row && k0 + x < K ? cuda_load(a, a_dtype, (r + y) * K + k0 + x) : 0.0f;
+        __syncthreads();
+        for (int i = 0; i < SIMT_TILE; i++)
+            acc += sdc[i][y] * sa[i][x];
+        __syncthreads();
+    }
+    if (o0 + y < O && k0 + x < K)
+        dw[(e * O + o0 + y) * K + k0 + x] += acc;
+}
+
+/* ---- entry points ---- */
+
+/* Whether t is bf16 with 16-byte aligned data (rows of a multiple of 8 then stay aligned). */
+static bool mma_operand(const struct tensor *t)
+{
+    return t->dtype == DTYPE_BF16 && ((uintptr_t)t->data & 15) == 0;
+}
+
+extern "C" void cuda_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w,
+                                bool tw, const struct tensor *bias, const struct tensor *offsets, float beta)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    assert(cuda_is_float(c->dtype) && cuda_is_float(a->dtype) && cuda_is_float(w->dtype) &&
+           offsets->dtype == DTYPE_I32);
+    assert(!bias || cuda_is_float(bias->dtype));
+    assert(w->rank == 3);
+    int64_t E = w->shape[0], N = cuda_rows(a), K = cuda_cols(a), O = cuda_cols(c);
+    assert(cuda_rows(c) == N && tensor_numel(offsets) == E + 1);
+    assert(w->shape[1] == (tw ? O : K) && w->shape[2] == (tw ? K : O));
+    assert(!bias || tensor_numel(bias) == E * O);
+    assert(E >= 1 && E <= INT32_MAX && N <= INT32_MAX);
+    assert((size_t)(E + 1) * sizeof(int32_t) <= cb->reduce_bytes); /* the tile prefix */
+    if (N == 0 || O == 0)
+        return;
+    bool mma = mma_operand(a) && mma_operand(w) && K % 8 == 0 && O % 8 == 0;
+    int bm = mma ? MM_BM : SIMT_TILE, bn = mma ? MM_BN : SIMT_TILE;
+    assert((O + bn - 1) / bn <= 65535);
+    int32_t *tiles = (int32_t *)cb->reduce; /* [E + 1] */
+    const int32_t *off = (const int32_t *)offsets->data;
+    const void *bd = bias ? bias->data : NULL;
+    int bdt = bias ? bias->dtype : DTYPE_F32;
+    CUDA_LAUNCH(cb, moe_tile_prefix_kernel, 1, 1, 0, tiles, off, (int)E, N, bm);
+    dim3 grid((unsigned)((N + bm - 1) / bm + E), (unsigned)((O + bn - 1) / bn));
+    if (mma && tw)
+        CUDA_LAUNCH(cb, moe_matmul_mma_kernel<true>, grid, MM_THREADS, 0, c->data, c->dtype,
+                    (const bf16 *)a->data, (const bf16 *)w->data, bd, bdt, off, tiles, (int)E, N, K, O, beta);
+    else if (mma)
+        CUDA_LAUNCH(cb, moe_matmul_mma_kernel<false>, grid, MM_THREADS, 0, c->data, c->dtype,
+                    (const bf16 *)a->data, (const bf16 *)w->data, bd, bdt, off, tiles, (int)E, N, K, O, beta);
+    else
+        CUDA_LAUNCH(cb, moe_matmul_simt_kernel, grid, dim3(SIMT_TILE, SIMT_TILE), 0, c->data, c->dtype, a->data,
+                    a->dtype, w->data, w->dtype, tw, bd, bdt, off, tiles, (int)E, N, K, O, beta);
+}
+
+extern "C" void cuda_moe_weight_grad(struct backend *b, struct tensor *dw, const struct tensor *dc,
+                                     const struct tensor *a, const struct tensor *offsets)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    assert(dw->dtype == DTYPE_F32 && cuda_is_float(dc->dtype) && cuda_is_float(a->dtype) &&
+           offsets->dtype == DTYPE_I32);
+    int64_t E = tensor_numel(offsets) - 1, N = cuda_rows(a), K = cuda_cols(a), O = cuda_cols(dc);
+    assert(cuda_rows(dc) == N && tensor_numel(dw) == E * O * K);
+    assert(E >= 1 && E <= 65535);
+    if (N == 0 || O == 0 || K == 0)
+        return;
+    bool mma = mma_operand(dc) && mma_operand(a) && K % 8 == 0 && O % 8 == 0;
+    int bo = mma ? MM_BM : SIMT_TILE, bk = mma ? MM_BN : SIMT_TILE;
+    assert((O + bo - 1) / bo <= 65535 && (K + bk - 1) / bk <= INT32_MAX);
+    dim3 grid((unsigned)((K + bk - 1) / bk), (unsigned)((O + bo - 1) / bo), (unsigned)E);
+    const int32_t *off = (const int32_t *)offsets->data;
+    if (mma)
+        CUDA_LAUNCH(cb, moe_weight_grad_mma_kernel, grid, MM_THREADS, 0, (float *)dw->data,
+                    (const bf16 *)dc->data, (const bf16 *)a->data, off, N, K, O);
+    else
+        CUDA_LAUNCH(cb, moe_weight_grad_simt_kernel, grid, dim3(SIMT_TILE, SIMT_TILE), 0, (float *)dw->data,
+                    dc->data, dc->dtype, a->data, a->dtype, off, N, K, O);
+}
