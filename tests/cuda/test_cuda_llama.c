@@ -1,8 +1,11 @@
 /* The Llama engine on the CUDA backend, whole training steps, against the CPU
  * engine and transformers + PEFT: on the tiny fixtures of tests/fixtures
  * (a Llama with llama3 rope, GQA and an untied head; a Qwen2 with q/k/v
- * biases and tied embeddings; a PEFT adapter on all seven linears; a packed
- * batch of two sequences of 12 tokens in all), one step's loss and the
+ * biases and tied embeddings, each with a PEFT adapter on all seven linears
+ * and a packed batch of two sequences of 12 tokens in all; a gpt-oss with
+ * sinks, sliding and full layers, YaRN rope and its experts, LoRA on q, k,
+ * v, o, two sequences of 26 tokens: the fp32 plan only, its bf16 plan being
+ * refused on CUDA for now), one step's loss and the
  * gradient of every LoRA tensor, in two plans:
  *  - fp32 (base dtype f32: every buffer fp32 on the GPU too): the composition
  *    must be exact to fp32 rounding, relative L2 error < 1e-5 (DESIGN.md);
@@ -165,7 +168,8 @@ static void check_step(const char *label, const struct step *got, const struct s
     printf("       (worst: %s)\n", name);
 }
 
-static void test_fixture(const char *dir, struct backend *gpu)
+/* plans: the base dtypes to run (fp32 and bf16, or fp32 alone where bf16 is refused). */
+static void test_fixture(const char *dir, struct backend *gpu, int plans_n)
 {
     printf("%s\n", dir);
     struct model_spec spec;
@@ -180,17 +184,21 @@ static void test_fixture(const char *dir, struct backend *gpu)
     snprintf(path, sizeof path, "%s/adapter", dir);
     if (peft_read_config(path, &spec, &rc, &err))
         die(dir, err.msg);
-    rc.seq = 12;
-    rc.micro_batch = 1;
     const struct st_tensor *ids = st_file_find(&golden, "input_ids"), *labels = st_file_find(&golden, "labels");
     const struct st_tensor *starts = st_file_find(&golden, "starts");
     struct llama_batch b = {ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
+    /* Planned for the batch: its longest sequence, enough rows for all its tokens. */
+    const int32_t *st = starts->data;
+    rc.seq = 1;
+    for (int64_t q = 0; q < b.sequences; q++)
+        rc.seq = st[q + 1] - st[q] > rc.seq ? st[q + 1] - st[q] : rc.seq;
+    rc.micro_batch = (b.tokens + rc.seq - 1) / rc.seq;
     int32_t count = *(const int32_t *)st_file_find(&golden, "count")->data;
     double want_sum = *(const float *)st_file_find(&golden, "loss_sum")->data;
     float scale = 1.0f / (float)count;
 
     const enum dtype plans[2] = {DTYPE_F32, DTYPE_BF16};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < plans_n; k++) {
         bool f32 = plans[k] == DTYPE_F32;
         double loss_tol = f32 ? FP32_TOL : BF16_LOSS_TOL, grad_tol = f32 ? FP32_TOL : BF16_GRAD_TOL;
         struct run_config r = rc;
@@ -214,6 +222,23 @@ static void test_fixture(const char *dir, struct backend *gpu)
     st_file_close(&golden);
 }
 
+/* gpt-oss's bf16 plan on CUDA is refused before anything is allocated, naming the way out. */
+static void test_gptoss_bf16_refused(struct backend *gpu)
+{
+    struct model_spec spec;
+    struct run_config rc;
+    tune_err err = {{0}};
+    if (spec_resolve(&spec, "tests/fixtures/tiny-gptoss", &err))
+        die("tests/fixtures/tiny-gptoss", err.msg);
+    run_config_default(&rc, &spec);
+    rc.device = DEVICE_CUDA;
+    rc.base_dtype = DTYPE_BF16;
+    bool refused = llama_supports(&spec, &rc, gpu, &err) != 0 && strstr(err.msg, "--base-dtype fp32");
+    checks++;
+    failures += !refused;
+    printf("  %-4s gpt-oss bf16 plan on CUDA refused: %s\n", refused ? "ok" : "FAIL", refused ? err.msg : "(not refused)");
+}
+
 int main(void)
 {
     tune_err err = {{0}};
@@ -222,8 +247,10 @@ int main(void)
         fprintf(stderr, "test_cuda_llama: %s\n", err.msg);
         return 1;
     }
-    test_fixture("tests/fixtures/tiny-llama", gpu);
-    test_fixture("tests/fixtures/tiny-qwen2", gpu);
+    test_fixture("tests/fixtures/tiny-llama", gpu, 2);
+    test_fixture("tests/fixtures/tiny-qwen2", gpu, 2);
+    test_fixture("tests/fixtures/tiny-gptoss", gpu, 1);
+    test_gptoss_bf16_refused(gpu);
     printf("test_cuda_llama: %d of %d checks passed%s (device peak %.1f MiB beside a workspace of %zu MiB)\n",
            checks - failures, checks, failures ? "  FAILED" : "", (double)gpu->bytes_peak / (1 << 20),
            backend_cuda_workspace_bytes(gpu) >> 20);
