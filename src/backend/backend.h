@@ -81,6 +81,11 @@ struct backend {
      * A linear layer is matmul(y, x, false, w, true): w is [out, in]. */
     void (*matmul)(struct backend *b, struct tensor *c, const struct tensor *a, bool ta,
                    const struct tensor *bm, bool tb, float alpha, float beta);
+    /* d = alpha * op(a) @ op(b) + c: matmul with beta 1 whose addend is read
+     * from c (same shape and dtype as d; c == d allowed), so that a residual
+     * stream's next value needs no copy of its input first. */
+    void (*matmul_add)(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                       const struct tensor *bm, bool tb, float alpha);
     /* y[T, N] += bias[N] for every row. */
     void (*add_bias)(struct backend *b, struct tensor *y, const struct tensor *bias);
     /* dbias[N] += sum over rows of dy[T, N]. */

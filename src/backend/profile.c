@@ -183,17 +183,34 @@ TIMED_VOID(scale, (struct backend *b, struct tensor *x, float s), (IN, x, s))
 #undef IN
 
 /* matmul is keyed by shape: the GEMMs of a layer differ by an order of magnitude. */
+static void matmul_key(char key[96], const char *op, const struct tensor *c, const struct tensor *a, bool ta,
+                       const struct tensor *bm, bool tb, bool adds)
+{
+    int64_t K = ta ? a->shape[0] : a->shape[a->rank - 1];
+    snprintf(key, 96, "%s %lldx%lldx%lld %c%c %s.%s->%s%s", op, (long long)c->shape[0],
+             (long long)c->shape[c->rank - 1], (long long)K, ta ? 'T' : 'N', tb ? 'T' : 'N', dtype_name(a->dtype),
+             dtype_name(bm->dtype), dtype_name(c->dtype), adds ? " +=" : "");
+}
+
 static void p_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta, const struct tensor *bm,
                      bool tb, float alpha, float beta)
 {
     struct profiled *p = prof_of(b);
     char key[96];
-    int64_t K = ta ? a->shape[0] : a->shape[a->rank - 1];
-    snprintf(key, sizeof key, "matmul %lldx%lldx%lld %c%c %s.%s->%s%s", (long long)c->shape[0],
-             (long long)c->shape[c->rank - 1], (long long)K, ta ? 'T' : 'N', tb ? 'T' : 'N', dtype_name(a->dtype),
-             dtype_name(bm->dtype), dtype_name(c->dtype), beta != 0 ? " +=" : "");
+    matmul_key(key, "matmul", c, a, ta, bm, tb, beta != 0);
     double t0 = begin(p);
     p->inner->matmul(p->inner, c, a, ta, bm, tb, alpha, beta);
+    end(p, key, t0);
+}
+
+static void p_matmul_add(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                         const struct tensor *bm, bool tb, float alpha)
+{
+    struct profiled *p = prof_of(b);
+    char key[96];
+    matmul_key(key, "matmul_add", d, a, ta, bm, tb, true);
+    double t0 = begin(p);
+    p->inner->matmul_add(p->inner, d, c, a, ta, bm, tb, alpha);
     end(p, key, t0);
 }
 
@@ -228,8 +245,8 @@ struct backend *backend_profiled(struct backend *inner)
     p->base = (struct backend){
         .name = inner->name, .bytes_in_use = inner->bytes_in_use, .bytes_peak = inner->bytes_peak,
         .check = p_check, .alloc = p_alloc, .free = p_free, .upload = p_upload, .download = p_download,
-        .zero = p_zero, .convert = p_convert, .matmul = p_matmul, .add_bias = p_add_bias,
-        .bias_backward = p_bias_backward, .axpy = p_axpy, .embedding = p_embedding,
+        .zero = p_zero, .convert = p_convert, .matmul = p_matmul, .matmul_add = p_matmul_add,
+        .add_bias = p_add_bias, .bias_backward = p_bias_backward, .axpy = p_axpy, .embedding = p_embedding,
         .embedding_backward = p_embedding_backward, .rmsnorm = p_rmsnorm, .rmsnorm_backward = p_rmsnorm_backward,
         .rope = p_rope, .attention = p_attention, .attention_backward = p_attention_backward,
         .attention_cached = p_attention_cached, .swiglu = p_swiglu, .swiglu_backward = p_swiglu_backward,

@@ -113,12 +113,13 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
 /* Dropout keys: one stream per (step, layer, linear), element offsets within it. */
 static uint64_t dropout_offset(int64_t layer, int linear) { return ((uint64_t)layer * 16 + (uint64_t)linear) << 40; }
 
-/* y[T, out] (+)= x W^T + b + s * drop(x) A^T B^T (the LoRA term if the layer
- * has one); beta 1 adds into y (a residual). The LoRA term goes first, so
- * that the base GEMM adds onto it as its C operand (beta 1), which costs it
- * next to nothing, rather than a skinny GEMM reading y back. */
+/* y[T, out] = [resid +] x W^T + b + s * drop(x) A^T B^T (the LoRA term if
+ * the layer has one): resid, if any, is the residual stream's input, y its
+ * next value, read as the first GEMM's addend rather than copied into y. The
+ * LoRA term goes first, so that the base GEMM adds onto it as its C operand,
+ * which costs it next to nothing, rather than a skinny GEMM reading y back. */
 static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x,
-                           struct tensor *xa, float beta, uint64_t step)
+                           struct tensor *xa, const struct tensor *resid, uint64_t step)
 {
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
@@ -130,10 +131,16 @@ static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, 
             be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
         }
         be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
-        be->matmul(be, y, xa, false, &lo->Bc, true, m->lora_scale, beta);
-        beta = 1;
+        if (resid)
+            be->matmul_add(be, y, resid, xa, false, &lo->Bc, true, m->lora_scale);
+        else
+            be->matmul(be, y, xa, false, &lo->Bc, true, m->lora_scale, 0.0f);
+        resid = y; /* the base GEMM adds onto the LoRA term */
     }
-    be->matmul(be, y, x, false, &L->w[i], true, 1.0f, beta);
+    if (resid)
+        be->matmul_add(be, y, resid, x, false, &L->w[i], true, 1.0f);
+    else
+        be->matmul(be, y, x, false, &L->w[i], true, 1.0f, 0.0f);
     if (L->bias[i].data)
         be->add_bias(be, y, &L->bias[i]);
 }
@@ -186,17 +193,16 @@ static void mlp_forward(struct llama *m, int64_t l, struct layer_acts *a, struct
     be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
     if (s->experts) {
         struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
-        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], 0, step);
+        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], NULL, step);
         be->convert(be, out, &a->mid);
         struct tensor lora = view(m, "grad.lora_xa", 0, 0, T * s->experts_per_token, m->rc.lora_r);
         moe_forward(m, l, &a->moe, out, &a->xn2, &logits, &lora);
         return;
     }
-    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], 0, step);
-    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], 0, step);
+    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], NULL, step);
+    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], NULL, step);
     be->swiglu(be, &a->h, &a->gate, &a->up);
-    be->convert(be, out, &a->mid);
-    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], 1, step);
+    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], &a->mid, step);
 }
 
 /* Layer l forward from a->x; writes the next layer's input to out. */
@@ -208,9 +214,9 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
     struct llama_layer *L = &m->layers[l];
     int64_t T = a->x.shape[0];
     be->rmsnorm(be, &a->xn1, &a->rstd1, &a->x, &L->ln_attn, (float)s->rms_eps);
-    linear_forward(m, l, LIN_Q, &a->q, &a->xn1, &a->xa[LIN_Q], 0, step);
-    linear_forward(m, l, LIN_K, &a->k, &a->xn1, &a->xa[LIN_K], 0, step);
-    linear_forward(m, l, LIN_V, &a->v, &a->xn1, &a->xa[LIN_V], 0, step);
+    linear_forward(m, l, LIN_Q, &a->q, &a->xn1, &a->xa[LIN_Q], NULL, step);
+    linear_forward(m, l, LIN_K, &a->k, &a->xn1, &a->xa[LIN_K], NULL, step);
+    linear_forward(m, l, LIN_V, &a->v, &a->xn1, &a->xa[LIN_V], NULL, step);
     int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
     struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
@@ -218,8 +224,7 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
     be->rope(be, &k3, &m->rope, sl, false);
     const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
     be->attention(be, &o3, &a->lse, &q3, &k3, &v3, sinks, sl, L->window, m->attn_scale);
-    be->convert(be, &a->mid, &a->x);
-    linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], 1, step);
+    linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], &a->x, step);
     mlp_forward(m, l, a, out, step);
 }
 
@@ -423,7 +428,9 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     double loss = loss_forward_backward(m, T, &labels, backward, loss_scale, &dres);
     for (int64_t l = s->layers - 1; backward && l >= 0; l--) {
         struct layer_acts a = layer_views(m, l, T, recompute);
-        if (recompute) {
+        /* The last layer's working set is still in the recompute buffers from the forward pass (the loss
+         * touches none of them): only the others are made again. */
+        if (recompute && l < s->layers - 1) {
             struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
             layer_forward(m, l, &a, &scratch_out, &sl, step);
         }
@@ -480,9 +487,9 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         size_t row = (size_t)dtype_bytes(kv->dtype, kvd);
         struct tensor kc = tensor_2d((char *)kv->k[l] + row * (size_t)pos0, kv->dtype, n, kvd);
         struct tensor vc = tensor_2d((char *)kv->v[l] + row * (size_t)pos0, kv->dtype, n, kvd);
-        linear_forward(m, l, LIN_Q, &a.q, &a.xn1, &a.xa[LIN_Q], 0, 0);
-        linear_forward(m, l, LIN_K, &kc, &a.xn1, &a.xa[LIN_K], 0, 0);
-        linear_forward(m, l, LIN_V, &vc, &a.xn1, &a.xa[LIN_V], 0, 0);
+        linear_forward(m, l, LIN_Q, &a.q, &a.xn1, &a.xa[LIN_Q], NULL, 0);
+        linear_forward(m, l, LIN_K, &kc, &a.xn1, &a.xa[LIN_K], NULL, 0);
+        linear_forward(m, l, LIN_V, &vc, &a.xn1, &a.xa[LIN_V], NULL, 0);
         struct tensor q3 = tensor_reshape(&a.q, 3, qs), k3 = tensor_reshape(&kc, 3, ks), o3 = tensor_reshape(&a.att, 3, qs);
         be->rope(be, &q3, &m->rope, &sl, false);
         be->rope(be, &k3, &m->rope, &sl, false);
@@ -491,8 +498,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         struct tensor vall = tensor_reshape(&(struct tensor){kv->v[l], kv->dtype, 2, {pos0 + n, kvd}}, 3, cs);
         const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
         be->attention_cached(be, &o3, &q3, &kall, &vall, sinks, pos0, L->window, m->attn_scale);
-        be->convert(be, &a.mid, &a.x);
-        linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], 1, 0);
+        linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], &a.x, 0);
         mlp_forward(m, l, &a, &out, 0);
         be->convert(be, &x, &out);
     }

@@ -236,7 +236,8 @@ static void test_gptoss_bf16_refused(struct backend *gpu)
     bool refused = llama_supports(&spec, &rc, gpu, &err) != 0 && strstr(err.msg, "--base-dtype fp32");
     checks++;
     failures += !refused;
-    printf("  %-4s gpt-oss bf16 plan on CUDA refused: %s\n", refused ? "ok" : "FAIL", refused ? err.msg : "(not refused)");
+    printf("  %-4s gpt-oss bf16 plan on CUDA refused: %s\n", refused ? "ok" : "FAIL",
+           refused ? err.msg : "(not refused)");
 }
 
 int main(void)

@@ -324,25 +324,34 @@ struct mm_case {
     const char *use;
 };
 
-static void run_matmul(const struct mm_case *m, struct backend *g, const char *tag)
+/* matmul on both backends, or with `separate` matmul_add: d = alpha op(a)
+ * op(b) + c, the addend c apart from d, which starts poisoned (m->beta is
+ * then unused). */
+static void run_matmul(const struct mm_case *m, struct backend *g, const char *tag, bool separate)
 {
     struct pair a = m->ta ? P2(m->at, m->K, m->M) : P2(m->at, m->M, m->K);
     struct pair b = m->tb ? P2(m->bt, m->N, m->K) : P2(m->bt, m->K, m->N);
-    struct pair c = P2(m->ct, m->M, m->N);
+    struct pair c = P2(m->ct, m->M, m->N), d = separate ? P2(m->ct, m->M, m->N) : c;
     fill_random(&a, -1, 1);
     fill_random(&b, -1, 1);
-    if (m->beta != 0)
+    if (m->beta != 0 || separate)
         fill_random(&c, -1, 1);
     else
         fill_nan(&c);
-    cpu->matmul(cpu, &c.c, &a.c, m->ta, &b.c, m->tb, m->alpha, m->beta);
-    g->matmul(g, &c.g, &a.g, m->ta, &b.g, m->tb, m->alpha, m->beta);
+    if (separate) {
+        fill_nan(&d);
+        cpu->matmul_add(cpu, &d.c, &c.c, &a.c, m->ta, &b.c, m->tb, m->alpha);
+        g->matmul_add(g, &d.g, &c.g, &a.g, m->ta, &b.g, m->tb, m->alpha);
+    } else {
+        cpu->matmul(cpu, &c.c, &a.c, m->ta, &b.c, m->tb, m->alpha, m->beta);
+        g->matmul(g, &c.g, &a.g, m->ta, &b.g, m->tb, m->alpha, m->beta);
+    }
     bool all_f32 = m->at == DTYPE_F32 && m->bt == DTYPE_F32 && m->ct == DTYPE_F32;
     char what[128];
-    snprintf(what, sizeof what, "matmul%s %s%s x %s%s -> %s [%lld,%lld,%lld] b=%g (%s)", tag, dt_name(m->at),
-             m->ta ? "^T" : "", dt_name(m->bt), m->tb ? "^T" : "", dt_name(m->ct), (long long)m->M, (long long)m->N,
-             (long long)m->K, m->beta, m->use);
-    compare(what, &c, all_f32 ? TOL_F32 : TOL_BF16);
+    snprintf(what, sizeof what, "%s%s %s%s x %s%s -> %s [%lld,%lld,%lld] b=%g (%s)", separate ? "matmul_add" : "matmul",
+             tag, dt_name(m->at), m->ta ? "^T" : "", dt_name(m->bt), m->tb ? "^T" : "", dt_name(m->ct),
+             (long long)m->M, (long long)m->N, (long long)m->K, separate ? 1.0f : m->beta, m->use);
+    compare(what, &d, all_f32 ? TOL_F32 : TOL_BF16);
 }
 
 static void test_matmul(void)
@@ -372,9 +381,21 @@ static void test_matmul(void)
         {33, 70, 45, true, true, B, B, F, 1.0f, 1.0f, "bf16, both transposed"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_matmul(&cases[i], gpu, "");
+        run_matmul(&cases[i], gpu, "", false);
         case_end();
     }
+    /* The residual stream's next value from its input, and the sliced path. */
+    const struct mm_case adds[] = {
+        {256, 384, 512, false, true, B, B, B, 1.0f, 1.0f, "next = input + x W^T"},
+        {200, 384, 16, false, true, B, F, B, 0.5f, 1.0f, "next = input + s xa B^T"},
+        {67, 45, 83, true, false, F, F, F, -2.0f, 1.0f, "fp32"},
+    };
+    for (size_t i = 0; i < sizeof adds / sizeof adds[0]; i++) {
+        run_matmul(&adds[i], gpu, "", true);
+        case_end();
+    }
+    run_matmul(&adds[1], gpu_sliced, " sliced", true);
+    case_end();
     /* The sliced paths: a conversion scratch of 8 KiB (2048 bf16 per operand). */
     const struct mm_case sliced[] = {
         {150, 90, 96, false, false, F, F, B, 1.0f, 0.0f, "slices of M and N"},
@@ -384,7 +405,7 @@ static void test_matmul(void)
         {150, 90, 96, false, false, B, F, F, 1.0f, 0.0f, "slices of N"},
     };
     for (size_t i = 0; i < sizeof sliced / sizeof sliced[0]; i++) {
-        run_matmul(&sliced[i], gpu_sliced, " sliced");
+        run_matmul(&sliced[i], gpu_sliced, " sliced", false);
         case_end();
     }
 }

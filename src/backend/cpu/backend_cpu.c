@@ -65,6 +65,7 @@ static struct backend cpu_backend = {
     .zero = cpu_zero,
     .convert = cpu_convert,
     .matmul = cpu_matmul,
+    .matmul_add = cpu_matmul_add,
     .add_bias = cpu_add_bias,
     .bias_backward = cpu_bias_backward,
     .axpy = cpu_axpy,

@@ -20,6 +20,8 @@ static inline int64_t cpu_rows(const struct tensor *t) { return tensor_numel(t) 
 
 void cpu_convert(struct backend *b, struct tensor *dst, const struct tensor *src);
 
+void cpu_matmul_add(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                    const struct tensor *bm, bool tb, float alpha);
 void cpu_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta, const struct tensor *bm,
                 bool tb, float alpha, float beta);
 

@@ -23,6 +23,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
 
@@ -75,4 +76,14 @@ void cpu_matmul(struct backend *b, struct tensor *c, const struct tensor *a, boo
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)rows,
                     (int)cols, (int)k, alpha, as, lda, bs, ldb, beta, cd + (by_cols ? i0 : i0 * n), (int)n);
     }
+}
+
+/* The addend copied into d first (BLAS has no separate C), then beta 1. */
+void cpu_matmul_add(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                    const struct tensor *bm, bool tb, float alpha)
+{
+    assert(d->dtype == c->dtype && tensor_numel(d) == tensor_numel(c));
+    if (d->data != c->data)
+        memmove(d->data, c->data, (size_t)dtype_bytes(d->dtype, tensor_numel(d)));
+    cpu_matmul(b, d, a, ta, bm, tb, alpha, 1.0f);
 }

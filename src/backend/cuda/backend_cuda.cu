@@ -104,6 +104,7 @@ static const struct backend cuda_table = {
     .zero = cuda_zero,
     .convert = cuda_convert,
     .matmul = cuda_matmul,
+    .matmul_add = cuda_matmul_add,
     .add_bias = cuda_add_bias,
     .bias_backward = cuda_bias_backward,
     .axpy = cuda_axpy,
@@ -117,7 +118,7 @@ static const struct backend cuda_table = {
     .attention_cached = cuda_attention_cached,
     .swiglu = cuda_swiglu,
     .swiglu_backward = cuda_swiglu_backward,
-    /* Mixture of experts (moe.cu; the grouped GEMMs moe_matmul.cu). llama_supports still refuses gpt-oss here. */
+    /* Mixture of experts (moe.cu; the grouped GEMMs moe_matmul.cu). */
     .moe_topk = cuda_moe_topk,
     .moe_topk_backward = cuda_moe_topk_backward,
     .moe_group = cuda_moe_group,

@@ -186,6 +186,8 @@ void cuda_convert_block_bf16(struct cuda_backend *cb, void *dst, const void *src
 extern "C" {
 void cuda_convert(struct backend *b, struct tensor *dst, const struct tensor *src);
 
+void cuda_matmul_add(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                     const struct tensor *bm, bool tb, float alpha);
 void cuda_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta, const struct tensor *bm,
                  bool tb, float alpha, float beta);
 

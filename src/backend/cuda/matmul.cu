@@ -146,9 +146,10 @@ static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct l
     return p;
 }
 
-/* c[M, N] (row stride ldc) = alpha op(a)[M, K] op(b)[K, N] + beta c. */
+/* d[M, N] (row stride ldc) = alpha op(a)[M, K] op(b)[K, N] + beta c, c laid out as d (cuBLASLt reads C and
+ * writes D; they may be one matrix). */
 static void lt_gemm(struct cuda_backend *cb, int64_t M, int64_t N, int64_t K, struct operand a, struct operand b,
-                    void *c, enum dtype c_dtype, int64_t ldc, float alpha, float beta)
+                    const void *c, void *d, enum dtype c_dtype, int64_t ldc, float alpha, float beta)
 {
     if (cb->failed)
         return;
@@ -156,20 +157,22 @@ static void lt_gemm(struct cuda_backend *cb, int64_t M, int64_t N, int64_t K, st
     memset(&key, 0, sizeof key);
     key.M = M, key.N = N, key.K = K, key.lda = a.ld, key.ldb = b.ld, key.ldc = ldc;
     key.a_dtype = a.dtype, key.b_dtype = b.dtype, key.c_dtype = c_dtype, key.ta = a.trans, key.tb = b.trans;
-    key.al_a = alignment(a.data), key.al_b = alignment(b.data), key.al_c = alignment(c);
+    uint32_t al_c = alignment(c), al_d = alignment(d);
+    key.al_a = alignment(a.data), key.al_b = alignment(b.data), key.al_c = al_c < al_d ? al_c : al_d;
     const struct lt_plan *p = lt_plan_for(cb, &key);
     if (p)
-        CUBLAS_CHECK(cb, cublasLtMatmul(cb->lt, p->op, &alpha, b.data, p->la, a.data, p->lb, &beta, c, p->lc, c, p->lc,
+        CUBLAS_CHECK(cb, cublasLtMatmul(cb->lt, p->op, &alpha, b.data, p->la, a.data, p->lb, &beta, c, p->lc, d, p->lc,
                                         &p->algo, cb->lt_workspace, cb->lt_workspace_bytes, cb->stream));
 }
 
-extern "C" void cuda_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta,
-                            const struct tensor *bm, bool tb, float alpha, float beta)
+/* d = alpha op(a) op(bm) + beta c; c and d of one shape and dtype (matmul's c is both). */
+static void gemm(struct cuda_backend *cb, struct tensor *d, const struct tensor *c, const struct tensor *a, bool ta,
+                 const struct tensor *bm, bool tb, float alpha, float beta)
 {
-    struct cuda_backend *cb = cuda_of(b);
-    assert((c->dtype == DTYPE_F32 || c->dtype == DTYPE_BF16) && (a->dtype == DTYPE_F32 || a->dtype == DTYPE_BF16) &&
+    assert((d->dtype == DTYPE_F32 || d->dtype == DTYPE_BF16) && (a->dtype == DTYPE_F32 || a->dtype == DTYPE_BF16) &&
            (bm->dtype == DTYPE_F32 || bm->dtype == DTYPE_BF16));
-    int64_t M = cuda_rows(c), N = cuda_cols(c);
+    assert(c->dtype == d->dtype && tensor_numel(c) == tensor_numel(d));
+    int64_t M = cuda_rows(d), N = cuda_cols(d);
     int64_t K = ta ? cuda_rows(a) : cuda_cols(a);
     /* a is stored [M, K] or, transposed, [K, M]; b [K, N] or [N, K]. */
     assert((ta ? cuda_cols(a) : cuda_rows(a)) == M);
@@ -179,8 +182,8 @@ extern "C" void cuda_matmul(struct backend *b, struct tensor *c, const struct te
     if (M == 0 || N == 0)
         return;
     struct operand oa = {a->data, a->dtype, ta, cuda_cols(a)}, ob = {bm->data, bm->dtype, tb, cuda_cols(bm)};
-    if (a->dtype == DTYPE_F32 && bm->dtype == DTYPE_F32 && c->dtype == DTYPE_F32) {
-        lt_gemm(cb, M, N, K, oa, ob, c->data, c->dtype, N, alpha, beta);
+    if (a->dtype == DTYPE_F32 && bm->dtype == DTYPE_F32 && d->dtype == DTYPE_F32) {
+        lt_gemm(cb, M, N, K, oa, ob, c->data, d->data, d->dtype, N, alpha, beta);
         return;
     }
     /* Mixed: the fp32 operands go through bf16 copies, sliced to fit. */
@@ -216,8 +219,21 @@ extern "C" void cuda_matmul(struct backend *b, struct tensor *c, const struct te
             } else {
                 sa.data = (const char *)oa.data + dtype_bytes(oa.dtype, ta ? m0 : m0 * oa.ld);
             }
-            void *cblk = (char *)c->data + dtype_bytes(c->dtype, m0 * N + n0);
-            lt_gemm(cb, mm, nn, K, sa, sb, cblk, c->dtype, N, alpha, beta);
+            int64_t at = dtype_bytes(d->dtype, m0 * N + n0);
+            lt_gemm(cb, mm, nn, K, sa, sb, (const char *)c->data + at, (char *)d->data + at, d->dtype, N, alpha,
+                    beta);
         }
     }
+}
+
+extern "C" void cuda_matmul(struct backend *b, struct tensor *c, const struct tensor *a, bool ta,
+                            const struct tensor *bm, bool tb, float alpha, float beta)
+{
+    gemm(cuda_of(b), c, c, a, ta, bm, tb, alpha, beta);
+}
+
+extern "C" void cuda_matmul_add(struct backend *b, struct tensor *d, const struct tensor *c, const struct tensor *a,
+                                bool ta, const struct tensor *bm, bool tb, float alpha)
+{
+    gemm(cuda_of(b), d, c, a, ta, bm, tb, alpha, 1.0f);
 }
