@@ -588,6 +588,52 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup_experts, teardown, dir),   \
         cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup_experts, teardown, dir)
 
+/* gpt-oss with its experts kept in MXFP4 computes what it does with them
+ * dequantized at load (the dequantization is exact: base/mxfp4.h): the same
+ * loss and the same gradients, bit for bit, in a fraction of the weights'
+ * memory. tests/fixtures/tiny-gptoss-mxfp4 is tiny-gptoss with its experts
+ * quantized; the experts adapter trains LoRA on them too. */
+static void test_mxfp4_kept_equals_dequantized(void **state)
+{
+    (void)state;
+    const char *dir = "tests/fixtures/tiny-gptoss-mxfp4";
+    struct fixture *f = fixture_open(dir, "tests/fixtures/tiny-gptoss/adapter_experts",
+                                     "tests/fixtures/tiny-gptoss/golden_experts.safetensors");
+    assert_int_equal(f->rc.base_dtype, DTYPE_MXFP4); /* the default for an MXFP4 checkpoint */
+    struct llama_batch b = golden_batch(f);
+    f->rc.seq = b.tokens;
+    f->rc.micro_batch = 1;
+    double loss[2];
+    int64_t weights[2], grad_bytes = 0;
+    void *grads[2];
+    const enum dtype base[2] = {DTYPE_MXFP4, DTYPE_BF16};
+    for (int k = 0; k < 2; k++) {
+        struct run_config rc = f->rc;
+        rc.base_dtype = base[k];
+        struct llama m;
+        tune_err err = {{0}};
+        load_model(f, &m, &rc);
+        int64_t counted;
+        llama_zero_grads(&m);
+        if (llama_step(&m, &b, true, 0.125f, 3, &loss[k], &counted, &err))
+            fail_msg("%s: %s", dir, err.msg);
+        grad_bytes = m.plan.per_gpu[PLAN_GRADS];
+        assert_non_null(grads[k] = malloc((size_t)grad_bytes));
+        memcpy(grads[k], m.arena.block[PLAN_GRADS], (size_t)grad_bytes);
+        weights[k] = m.plan.per_gpu[PLAN_WEIGHTS];
+        llama_free(&m);
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_memory_equal(grads[0], grads[1], (size_t)grad_bytes);
+    assert_true(weights[0] < weights[1]);
+    print_message("%s: loss %.7f kept in MXFP4 and dequantized, gradients equal; weights %lld vs %lld bytes\n", dir,
+                  loss[0] / (double)b.tokens, (long long)weights[0], (long long)weights[1]);
+    free(grads[0]);
+    free(grads[1]);
+    st_file_close(&f->golden);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -595,6 +641,7 @@ int main(void)
         FIXTURE_TESTS("tests/fixtures/tiny-qwen2"),
         GPT_OSS_TESTS("tests/fixtures/tiny-gptoss"),
         cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
+        cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
-#include "model/mxfp4.h"
+#include "base/mxfp4.h"
 
 #define FIXTURE "tests/fixtures/mxfp4/mxfp4.safetensors"
 

@@ -29,6 +29,7 @@ struct tensor {
     enum dtype dtype;
     int rank;
     int64_t shape[TENSOR_MAX_RANK];
+    void *scales; /* MXFP4 (base/mxfp4.h): data holds the codes, this the E8M0 byte of each 32 values; else NULL */
 };
 
 /* Number of elements. */

@@ -1,7 +1,7 @@
 /* Loading gpt-oss's experts into the plan's linears, [E * out, in]. A
  * checkpoint holds each either as transformers' parameter, [E, in, out] in a
  * float dtype (turned here), or as MXFP4 `_blocks` / `_scales` whose rows
- * are already the output dimension (dequantized here; model/mxfp4.h). The
+ * are already the output dimension (dequantized here; base/mxfp4.h). The
  * bias `<name>_bias` is [E, out]. Everything passes through fp32 on the host,
  * so the device holds nothing beyond the plan. */
 #include <stdio.h>
@@ -9,7 +9,7 @@
 
 #include "io/safetensors.h"
 #include "model/experts_load.h"
-#include "model/mxfp4.h"
+#include "base/mxfp4.h"
 
 /* t (any float dtype, numel elements) as fp32 into out. */
 static void to_f32(const struct st_tensor *t, float *out, int64_t numel)
@@ -20,6 +20,17 @@ static void to_f32(const struct st_tensor *t, float *out, int64_t numel)
 }
 
 static bool is_float(enum dtype d) { return d == DTYPE_F32 || d == DTYPE_BF16 || d == DTYPE_F16; }
+
+/* Whether MXFP4 blocks hold W [E, out, in]; else err says what they hold. */
+static bool check_blocks(const struct st_tensor *blocks, const char *name, int64_t E, int64_t out, int64_t in,
+                         tune_err *err)
+{
+    if (blocks->rank == 4 && blocks->shape[0] == E && blocks->shape[1] == out && blocks->shape[2] * MXFP4_BLOCK == in)
+        return true;
+    err_set(err, "'%s_blocks' is not [%lld, %lld, %lld, 16] for %lld inputs", name, (long long)E, (long long)out,
+            (long long)(in / MXFP4_BLOCK), (long long)in);
+    return false;
+}
 
 /* The weight W [E, out, in] of `name` into host (E * out * in floats). */
 static int read_weight(const struct st_model *st, const char *name, int64_t E, int64_t out, int64_t in, float *host,
@@ -45,10 +56,8 @@ static int read_weight(const struct st_model *st, const char *name, int64_t E, i
     const struct st_tensor *blocks, *scales;
     if (st_model_find_mxfp4(st, name, &blocks, &scales, err))
         return err_prefix(err, "expert weight '%s' is neither a float tensor nor MXFP4", name);
-    if (blocks->rank != 4 || blocks->shape[0] != E || blocks->shape[1] != out ||
-        blocks->shape[2] * MXFP4_BLOCK != in)
-        return err_set(err, "'%s_blocks' is not [%lld, %lld, %lld, 16] for %lld inputs", name, (long long)E,
-                       (long long)out, (long long)(in / MXFP4_BLOCK), (long long)in);
+    if (!check_blocks(blocks, name, E, out, in, err))
+        return -1;
     mxfp4_dequantize(blocks->data, scales->data, E * out * (in / MXFP4_BLOCK), host);
     return 0;
 }
@@ -66,6 +75,22 @@ static int read_bias(const struct st_model *st, const char *name, int64_t E, int
     return 0;
 }
 
+/* The checkpoint's MXFP4 blocks and scales of `name`, as they are, into w
+ * (the plan keeps the experts quantized). */
+static int copy_mxfp4(struct llama *m, const struct st_model *st, const char *name, struct tensor *w, int64_t E,
+                      int64_t out, int64_t in, tune_err *err)
+{
+    const struct st_tensor *blocks, *scales;
+    if (st_model_find_mxfp4(st, name, &blocks, &scales, err))
+        return err_prefix(err, "'%s' is not MXFP4, which --base-dtype mxfp4 keeps as it is; --base-dtype bf16 "
+                               "loads float experts", name);
+    if (!check_blocks(blocks, name, E, out, in, err))
+        return -1;
+    m->be->upload(m->be, w->data, blocks->data, (size_t)(E * out * in / 2));
+    m->be->upload(m->be, w->scales, scales->data, (size_t)(E * out * in / MXFP4_BLOCK));
+    return 0;
+}
+
 int experts_load(struct llama *m, const struct st_model *st, int64_t l, int i, tune_err *err)
 {
     const struct linear_shape *li = &m->lin[i];
@@ -76,8 +101,9 @@ int experts_load(struct llama *m, const struct st_model *st, int64_t l, int i, t
     float *host = malloc(sizeof(float) * (size_t)(E * out * in));
     if (!host)
         return err_set(err, "out of memory reading '%s'", name);
-    int rc = read_weight(st, name, E, out, in, host, err) ||
-             llama_upload(m->be, &ly->w[i], host, DTYPE_F32, E * out * in, err);
+    int rc = ly->w[i].dtype == DTYPE_MXFP4 ? copy_mxfp4(m, st, name, &ly->w[i], E, out, in, err)
+                                           : read_weight(st, name, E, out, in, host, err) ||
+                                                 llama_upload(m->be, &ly->w[i], host, DTYPE_F32, E * out * in, err);
     if (!rc && ly->bias[i].data) {
         snprintf(name, sizeof name, "model.layers.%lld.%s_bias", (long long)l, li->module);
         rc = read_bias(st, name, E, out, host, err) || llama_upload(m->be, &ly->bias[i], host, DTYPE_F32, E * out, err);

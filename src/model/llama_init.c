@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mxfp4.h"
 #include "base/rng.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
@@ -176,9 +177,6 @@ int llama_supports(const struct model_spec *spec, const struct run_config *rc, c
     if (spec->experts && rc->lora_dropout > 0 && rc->targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN))
         return err_set(err, "%s: LoRA dropout on the experts: PEFT has none there (target_parameters); use "
                             "--dropout 0", spec->name);
-    if (spec->experts && rc->base_dtype == DTYPE_MXFP4)
-        return err_set(err, "%s: training on the MXFP4 experts kept quantized is not built yet: --base-dtype bf16 "
-                            "dequantizes them at load", spec->name);
     if (spec->experts && !be->moe_matmul)
         return err_set(err, "%s: the %s backend has no mixture-of-experts ops yet", spec->name, be->name);
     if (rc->method == METHOD_QLORA)
@@ -242,6 +240,12 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
             const struct linear_shape *li = &m->lin[i];
             snprintf(name, sizeof name, "layers.*.%s.weight", li->module);
             ly->w[i] = param_view(m, name, l, li->stack * li->out, li->in);
+            if (!ly->w[i].data) { /* experts kept in MXFP4: codes, then the scales beside them */
+                snprintf(name, sizeof name, "layers.*.%s.weight_blocks", li->module);
+                ly->w[i] = param_view(m, name, l, li->stack * li->out, li->in);
+                snprintf(name, sizeof name, "layers.*.%s.weight_scales", li->module);
+                ly->w[i].scales = plan_arena_at(&m->arena, name, l);
+            }
             snprintf(name, sizeof name, "layers.*.%s.bias", li->module);
             ly->bias[i] = param_view(m, name, l, li->stack * li->out, 1);
             if (!run_layer_targeted(rc, l, li->target))
@@ -329,6 +333,29 @@ static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)
     free(host);
 }
 
+/* MXFP4 weights at about N(0, 0.02)'s scale: uniform codes (std 2.9 in FP4
+ * units) under the scale 2^-7; codes drawn eight per number of the stream. */
+static void fill_mxfp4(struct llama *m, struct tensor *t, uint64_t *rng)
+{
+    int64_t n = tensor_numel(t), code_bytes = n / 2, words = code_bytes / 8;
+    uint64_t *codes = malloc(sizeof(uint64_t) * (size_t)words);
+    uint8_t *scales = malloc((size_t)(n / MXFP4_BLOCK));
+    if (!codes || !scales)
+        abort();
+    const uint64_t base = *rng;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < words; i++) {
+        uint64_t s = base + (uint64_t)i * RNG_GAMMA;
+        codes[i] = rng_next(&s);
+    }
+    *rng = base + (uint64_t)words * RNG_GAMMA;
+    memset(scales, 127 - 7, (size_t)(n / MXFP4_BLOCK));
+    m->be->upload(m->be, t->data, codes, (size_t)code_bytes);
+    m->be->upload(m->be, t->scales, scales, (size_t)(n / MXFP4_BLOCK));
+    free(codes);
+    free(scales);
+}
+
 static double gen_normal(uint64_t *s, double std)
 {
     double u1 = rng_uniform(s), u2 = rng_uniform(s);
@@ -347,7 +374,9 @@ void llama_init_random(struct llama *m, uint64_t seed)
     for (int64_t l = 0; l < m->spec->layers; l++) {
         struct llama_layer *ly = &m->layers[l];
         for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
-            if (ly->w[i].data)
+            if (ly->w[i].dtype == DTYPE_MXFP4)
+                fill_mxfp4(m, &ly->w[i], &rng);
+            else if (ly->w[i].data)
                 fill(m, &ly->w[i], &rng, gen_normal, 2, 0.02);
             if (ly->bias[i].data)
                 fill(m, &ly->bias[i], &rng, gen_const, 0, 0.0);

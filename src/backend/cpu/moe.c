@@ -15,8 +15,10 @@
  * only strictly inside the limits, so zero at x == limit, and zero at NaN. */
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "base/mxfp4.h"
 
 /* torch.topk's order: larger first, NaN above everything (as torch sorts it),
  * and among equals the lower index (already first, as the scan goes up). */
@@ -220,7 +222,8 @@ void cpu_moe_weights_backward(struct backend *b, struct tensor *dweights, const 
 void cpu_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a, const struct tensor *w, bool tw,
                     const struct tensor *bias, const struct tensor *offsets, float beta)
 {
-    assert(c->dtype == DTYPE_F32 && a->dtype == DTYPE_F32 && w->dtype == DTYPE_F32 &&
+    bool mxfp4 = w->dtype == DTYPE_MXFP4;
+    assert(c->dtype == DTYPE_F32 && a->dtype == DTYPE_F32 && (w->dtype == DTYPE_F32 || mxfp4) &&
            offsets->dtype == DTYPE_I32);
     assert(!bias || bias->dtype == DTYPE_F32);
     assert(w->rank == 3);
@@ -230,19 +233,30 @@ void cpu_moe_matmul(struct backend *b, struct tensor *c, const struct tensor *a,
     assert(!bias || tensor_numel(bias) == e_n * o_n);
     const int32_t *off = offsets->data; /* [E + 1] */
     assert(off[0] == 0 && off[e_n] == n);
+    /* MXFP4 experts are dequantized one at a time into fp32 (exactly: base/mxfp4.h) */
+    int64_t w_n = o_n * k_n;
+    float *deq = mxfp4 ? malloc(sizeof(float) * (size_t)w_n) : NULL;
+    assert(!mxfp4 || (deq && w->scales && cpu_cols(w) % MXFP4_BLOCK == 0));
     for (int64_t e = 0; e < e_n; e++) {
         int64_t r0 = off[e], m = off[e + 1] - off[e];
         assert(m >= 0);
         if (m == 0)
             continue;
         struct tensor cs = tensor_rows(c, r0, m), as = tensor_rows(a, r0, m); /* [m, O], [m, K] */
-        struct tensor we = tensor_2d((float *)w->data + e * o_n * k_n, DTYPE_F32, w->shape[1], w->shape[2]);
+        float *we_data = (float *)w->data + e * w_n;
+        if (mxfp4) {
+            mxfp4_dequantize((const uint8_t *)w->data + e * w_n / 2, (const uint8_t *)w->scales + e * w_n / MXFP4_BLOCK,
+                             w_n / MXFP4_BLOCK, deq);
+            we_data = deq;
+        }
+        struct tensor we = tensor_2d(we_data, DTYPE_F32, w->shape[1], w->shape[2]);
         cpu_matmul(b, &cs, &as, false, &we, tw, 1.0f, beta);
         if (bias && beta == 0) { /* after the product, as a linear layer adds its bias */
             struct tensor be = tensor_1d((float *)bias->data + e * o_n, DTYPE_F32, o_n);
             cpu_add_bias(b, &cs, &be);
         }
     }
+    free(deq);
 }
 
 void cpu_moe_weight_grad(struct backend *b, struct tensor *dw, const struct tensor *dc, const struct tensor *a,

@@ -27,8 +27,8 @@
  * Zero stays a signed zero whatever the scale; no scale gives NaN. Scale 255,
  * E8M0's NaN in the OCP MX spec, is read as 2^128 because transformers does.
  * Subnormal results need a CPU that does not flush them (no -ffast-math). */
-#ifndef TUNE_MODEL_MXFP4_H
-#define TUNE_MODEL_MXFP4_H
+#ifndef TUNE_BASE_MXFP4_H
+#define TUNE_BASE_MXFP4_H
 
 #include <stdint.h>
 

@@ -3,7 +3,7 @@
  * of two, which IEEE rounds exactly as ldexpf would: exact, or +-inf on
  * overflow. 2^(s-127) is a float for every scale but 255; that one multiplies
  * the doubled FP4 value by 2^127 instead, which gives the same single rounding. */
-#include "model/mxfp4.h"
+#include "base/mxfp4.h"
 
 #include <string.h>
 
