@@ -261,12 +261,11 @@ static double grad_errors(const struct step *got, const struct step *want, struc
 }
 
 /* Checks one step against a reference step (want) or the golden file. */
-static void check_step(const char *label, const struct step *got, const struct step *want, struct st_file *golden,
-                       double want_loss, int32_t count, double loss_tol, double grad_tol)
+static void check_step(const char *label, const struct step *got, const struct step *want, const char *want_name,
+                       struct st_file *golden, double want_loss, int32_t count, double loss_tol, double grad_tol)
 {
     char what[200];
-    snprintf(what, sizeof what, "%s: loss %.7f vs %s %.7f", label, got->loss / count, want ? "cpu" : "transformers",
-             want_loss / count);
+    snprintf(what, sizeof what, "%s: loss %.7f vs %s %.7f", label, got->loss / count, want_name, want_loss / count);
     report(what, fabs(got->loss - want_loss) / fabs(want_loss), loss_tol);
     double median;
     const char *name;
@@ -328,8 +327,8 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
         snprintf(label, sizeof label, "cuda %s plan%s%s", f32 ? "fp32" : "bf16", ckpt ? ", ckpt" : "",
                  r.lora_dropout > 0 ? " + dropout" : "");
         bool golden_ref = f32 && !ckpt;
-        check_step(label, &g, golden_ref ? NULL : &c, &golden, golden_ref ? want_sum : c.loss, count,
-                   f32 ? FP32_TOL : BF16_LOSS_TOL,
+        check_step(label, &g, golden_ref ? NULL : &c, golden_ref ? "transformers" : "cpu", &golden,
+                   golden_ref ? want_sum : c.loss, count, f32 ? FP32_TOL : BF16_LOSS_TOL,
                    f32 ? FP32_TOL : spec.swiglu_limit > 0 ? BF16_CLAMPED_GRAD_TOL : BF16_GRAD_TOL);
         if (g.routes && c.routes)
             printf("       (%lld of %lld token-layers routed to other experts than on the CPU)\n",
@@ -346,6 +345,42 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
     st_file_close(&golden);
 }
 
+/* gpt-oss with its experts kept in MXFP4 on the GPU (each tile turned to
+ * bf16 in the grouped GEMMs) against the same checkpoint dequantized to bf16
+ * at load: the same bf16 values reach the same tensor-core products in the
+ * same order, so the step must agree to fp32 rounding. */
+static void test_mxfp4(struct backend *gpu)
+{
+    const char *dir = "tests/fixtures/tiny-gptoss-mxfp4", *adapter = "tests/fixtures/tiny-gptoss/adapter_experts";
+    printf("%s, %s\n", dir, adapter);
+    struct model_spec spec;
+    struct run_config rc;
+    struct st_file golden;
+    tune_err err = {{0}};
+    if (spec_resolve(&spec, dir, &err) ||
+        st_file_open(&golden, "tests/fixtures/tiny-gptoss/golden_experts.safetensors", &err))
+        die(dir, err.msg);
+    run_config_default(&rc, &spec);
+    if (peft_read_config(adapter, &spec, &rc, &err))
+        die(adapter, err.msg);
+    const struct st_tensor *ids = st_file_find(&golden, "input_ids"), *labels = st_file_find(&golden, "labels");
+    const struct st_tensor *starts = st_file_find(&golden, "starts");
+    struct llama_batch b = {ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
+    rc.seq = b.tokens;
+    rc.micro_batch = 1;
+    rc.device = DEVICE_CUDA;
+    int32_t count = *(const int32_t *)st_file_find(&golden, "count")->data;
+    float scale = 1.0f / (float)count;
+    struct step kept = run_step(dir, adapter, &spec, &rc, gpu, &b, scale, false);
+    struct run_config r = rc;
+    r.base_dtype = DTYPE_BF16;
+    struct step deq = run_step(dir, adapter, &spec, &r, gpu, &b, scale, false);
+    check_step("cuda mxfp4 plan", &kept, &deq, "bf16 plan", NULL, deq.loss, count, FP32_TOL, FP32_TOL);
+    step_free(&kept);
+    step_free(&deq);
+    st_file_close(&golden);
+}
+
 int main(void)
 {
     tune_err err = {{0}};
@@ -358,6 +393,7 @@ int main(void)
     test_fixture("tests/fixtures/tiny-qwen2", "adapter", "golden.safetensors", gpu);
     test_fixture("tests/fixtures/tiny-gptoss", "adapter", "golden.safetensors", gpu);
     test_fixture("tests/fixtures/tiny-gptoss", "adapter_experts", "golden_experts.safetensors", gpu);
+    test_mxfp4(gpu);
     printf("test_cuda_llama: %d of %d checks passed%s (device peak %.1f MiB beside a workspace of %zu MiB)\n",
            checks - failures, checks, failures ? "  FAILED" : "", (double)gpu->bytes_peak / (1 << 20),
            backend_cuda_workspace_bytes(gpu) >> 20);

@@ -996,6 +996,61 @@ static void test_moe_matmul(void)
     }
 }
 
+/* moe_matmul with MXFP4 weights [E, O, K] (random codes; scales 116..124,
+ * so values up to 6 * 2^-3; every scale's decoding is test_mxfp4's), the
+ * GPU turning each tile to bf16 against the CPU dequantizing whole experts:
+ * forward (tw: c [N, O] = a [N, K] w^T + bias) and input gradient (c [N, K]
+ * = a [N, O] w, added into c or not), bf16 a, bf16 and fp32 c. The products
+ * are the same on both sides (a is bf16 there too, the weights exact): what
+ * differs is the order of the fp32 sums. K and O multiples of 32, whole and
+ * partial tiles. */
+static void test_moe_matmul_mxfp4(void)
+{
+    printf("moe_matmul, MXFP4 weights\n");
+    static const struct moe_mm_case cases[] = {
+        {7, 150, 192, 96, "whole K steps"}, {32, 30, 224, 160, "partial O tiles"}, {1, 300, 64, 32, "one expert"}};
+    const enum dtype F = DTYPE_F32, B = DTYPE_BF16;
+    char what[160];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct moe_mm_case *mc = &cases[i];
+        int64_t E = mc->E, K = mc->K, O = mc->O, n = E * O * K;
+        struct pair offsets = P1(DTYPE_I32, E + 1);
+        int64_t N = moe_offsets(&offsets, E, mc->mean);
+        uint8_t *codes = host_alloc((size_t)(n / 2)), *scales = host_alloc((size_t)(n / 32));
+        for (int64_t j = 0; j < n / 2; j++)
+            codes[j] = (uint8_t)rand_int(256);
+        for (int64_t j = 0; j < n / 32; j++)
+            scales[j] = (uint8_t)(116 + rand_int(9));
+        struct tensor wc = {.data = codes, .dtype = DTYPE_MXFP4, .rank = 3, .shape = {E, O, K}, .scales = scales};
+        struct tensor wg = wc;
+        wg.data = track(gpu, (size_t)(n / 2)), wg.scales = track(gpu, (size_t)(n / 32));
+        gpu->upload(gpu, wg.data, codes, (size_t)(n / 2));
+        gpu->upload(gpu, wg.scales, scales, (size_t)(n / 32));
+        struct pair bias = P2(B, E, O);
+        fill_random(&bias, -1, 1);
+        for (int tw = 0; tw < 2; tw++)
+            for (int d = 0; d < 2; d++)
+                for (int beta = 0; beta < 2 - tw; beta++) { /* forward: with its bias; dX: overwriting and adding */
+                    enum dtype ct = d ? F : B;
+                    int64_t in = tw ? K : O, out = tw ? O : K;
+                    struct pair a = P2(B, N, in), c = P2(ct, N, out);
+                    fill_random(&a, -1, 1);
+                    if (beta)
+                        fill_random(&c, -1, 1);
+                    else
+                        fill_nan(&c);
+                    cpu->moe_matmul(cpu, &c.c, &a.c, &wc, tw, tw ? &bias.c : NULL, &offsets.c, (float)beta);
+                    gpu->moe_matmul(gpu, &c.g, &a.g, &wg, tw, tw ? &bias.g : NULL, &offsets.g, (float)beta);
+                    snprintf(what, sizeof what, "moe_matmul bf16 x mxfp4%s -> %s E=%lld N=%lld K=%lld O=%lld%s (%s)",
+                             tw ? "^T" : "", dt_name(ct), (long long)E, (long long)N, (long long)K, (long long)O,
+                             tw ? " bias" : beta ? " b=1" : "", mc->use);
+                    compare(what, &c, ct == F ? TOL_F32 : TOL_BF16);
+                }
+        free(codes), free(scales);
+        case_end();
+    }
+}
+
 /* gpt-oss's activation on N rows of 2I interleaved columns, inputs past the
  * limit (7) both ways and some exactly at +-limit (the clamps' edges). */
 static void test_swiglu_oai(void)
@@ -1230,7 +1285,8 @@ static void test_timing(void)
     struct tensor *bufs[] = {&t.q, &t.o, &t.dq, &t.dout, &t.k, &t.v, &t.dk, &t.dv};
     for (int i = 0; i < 8; i++) {
         int64_t heads = i < 4 ? H : KV;
-        *bufs[i] = (struct tensor){track(gpu, (size_t)(T * heads * D * 2)), DTYPE_BF16, 3, {T, heads, D}};
+        *bufs[i] = (struct tensor){.data = track(gpu, (size_t)(T * heads * D * 2)), .dtype = DTYPE_BF16, .rank = 3,
+                                   .shape = {T, heads, D}};
         struct tensor src = tensor_1d(f.data, DTYPE_F32, T * heads * D), dst = tensor_1d(bufs[i]->data, DTYPE_BF16, T * heads * D);
         gpu->convert(gpu, &dst, &src);
     }
@@ -1258,7 +1314,7 @@ static const struct {
     {"attention_cached", test_attention_cached}, {"swiglu", test_swiglu},
     {"swiglu_oai", test_swiglu_oai}, {"moe_topk", test_moe_topk},
     {"moe_group", test_moe_group}, {"moe_gather_scatter", test_moe_gather_scatter},
-    {"moe_matmul", test_moe_matmul},
+    {"moe_matmul", test_moe_matmul}, {"moe_matmul_mxfp4", test_moe_matmul_mxfp4},
     {"cross_entropy", test_cross_entropy}, {"dropout", test_dropout},
     {"adamw", test_adamw},         {"timing", test_timing},
 };

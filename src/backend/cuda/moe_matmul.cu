@@ -21,6 +21,7 @@
  * they are clamped to [0, N], and rows of no expert are left untouched. */
 #include "backend/cuda/cuda_ops.cuh"
 #include "backend/cuda/mma.cuh"
+#include "base/mxfp4.h"
 
 /* Tensor-core tiles: a block of 4 warps makes [MM_BM, MM_BN] of c (2 x 2
  * warps of [32, 64]) over K in steps of MM_BK, or [MM_BM, MM_BN] of one
@@ -135,14 +136,80 @@ union mm_smem {
     float c[MM_BM][MM_BN + 1];
 };
 
-/* One block: c rows [row0, row0 + rows) of expert e by columns [o0, o0 +
- * MM_BN) (blockIdx.y). a [N, K], w [E, O, K] (TW) or [E, K, O], both bf16;
- * c [N, O]; bias [E, O] or NULL. */
+/* ---- MXFP4 weights (base/mxfp4.h), dequantized tile by tile ---- */
+
+/* One thread's MXFP4 block of a w tile: 16 bytes of codes and the scale. */
+struct fp4_block {
+    uint4 codes;
+    uint32_t scale;
+    bool valid;
+};
+
+/* The block this thread turns into bf16 for the w tile at (k0, o0). The
+ * blocks run along the stored rows' last dimension: K when TW (a tile row of
+ * MM_BK = 32 inputs is one block, one row a thread), else O (a tile row of
+ * MM_BN = 128 outputs is four blocks, 32 rows of four threads). */
 template <bool TW>
+static __device__ __forceinline__ fp4_block fp4_fetch(const uint8_t *codes, const uint8_t *scales, int e, int64_t K,
+                                                      int64_t O, int64_t k0, int64_t o0, int kn, int on)
+{
+    const int t = threadIdx.x;
+    int64_t row = TW ? o0 + t : k0 + t / 4, col = TW ? k0 : o0 + 32 * (t % 4);
+    fp4_block b;
+    b.valid = TW ? t < on && kn > 0 : t / 4 < kn && 32 * (t % 4) < on;
+    if (b.valid) {
+        int64_t first = (int64_t)e * O * K + row * (TW ? K : O) + col; /* the block's first value */
+        b.codes = *(const uint4 *)(codes + first / 2);
+        b.scale = scales[first / MXFP4_BLOCK];
+    }
+    return b;
+}
+
+/* FP4 code c times m1 m2 as bf16 bits: exact (at most 2 significant bits, bf16
+ * has fp32's exponents) or +-inf, as the CPU's dequantization. */
+static __device__ __forceinline__ uint32_t fp4_bf16(uint32_t c, float m1, float m2)
+{
+    uint32_t mag = c & 7; /* 0, .5, 1, 1.5, 2, 3, 4, 6: exponent mag / 2 - 1, mantissa bit where mag > 1 */
+    uint32_t bits = (c & 8) << 28 | (mag ? ((mag >> 1) + 126) << 23 | ((mag > 1) & mag) << 22 : 0);
+    return __float_as_uint(__uint_as_float(bits) * m1 * m2) >> 16;
+}
+
+/* b's 32 values as bf16 into dst (16-byte aligned), zeros where b is not valid. */
+static __device__ __forceinline__ void fp4_store(bf16 *dst, const fp4_block &b)
+{
+    uint32_t w[16] = {0};
+    if (b.valid) {
+        /* 2^(scale - 127), a float for every scale but 255 (2^128 = 2^127 * 2) and 0 (a subnormal) */
+        float m1 = b.scale == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(min(b.scale, 254u) << 23);
+        float m2 = b.scale == 255 ? 2.0f : 1.0f;
+        const uint32_t q[4] = {b.codes.x, b.codes.y, b.codes.z, b.codes.w};
+        for (int i = 0; i < 16; i++) {
+            uint32_t byte = q[i / 4] >> (8 * (i % 4)) & 0xff;
+            w[i] = fp4_bf16(byte & 15, m1, m2) | fp4_bf16(byte >> 4, m1, m2) << 16;
+        }
+    }
+    uint4 *d = (uint4 *)dst;
+    for (int i = 0; i < 4; i++)
+        d[i] = make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]);
+}
+
+/* Where this thread's block goes in a w stage (see fp4_fetch). */
+template <bool TW> static __device__ __forceinline__ bf16 *fp4_dst(bf16 *stage)
+{
+    const int t = threadIdx.x;
+    return TW ? stage + t * (MM_BK + PAD) : stage + t / 4 * (MM_BN + PAD) + 32 * (t % 4);
+}
+
+/* One block: c rows [row0, row0 + rows) of expert e by columns [o0, o0 +
+ * MM_BN) (blockIdx.y). a [N, K] bf16, w [E, O, K] (TW) or [E, K, O], bf16,
+ * or MXFP4 codes with w_scales (FP4: each stage's tile turned to bf16 in
+ * shared memory, its codes fetched into registers while the previous stage
+ * multiplies); c [N, O]; bias [E, O] or NULL. */
+template <bool TW, bool FP4>
 static __global__ void __launch_bounds__(MM_THREADS)
-    moe_matmul_mma_kernel(void *c, int c_dtype, const bf16 *a, const bf16 *w, const void *bias, int bias_dtype,
-                          const int32_t *offsets, const int32_t *tiles, int E, int64_t N, int64_t K, int64_t O,
-                          float beta)
+    moe_matmul_mma_kernel(void *c, int c_dtype, const bf16 *a, const void *w, const uint8_t *w_scales,
+                          const void *bias, int bias_dtype, const int32_t *offsets, const int32_t *tiles, int E,
+                          int64_t N, int64_t K, int64_t O, float beta)
 {
     __shared__ __align__(16) union mm_smem sm;
     bf16(*sa)[MM_A_ELEMS] = sm.stage.a, (*sw)[MM_B_ELEMS] = sm.stage.w;
@@ -152,17 +219,22 @@ static __global__ void __launch_bounds__(MM_THREADS)
         return;
     const int64_t o0 = (int64_t)blockIdx.y * MM_BN;
     const int on = (int)min((int64_t)MM_BN, O - o0);
-    const bf16 *ab = a + row0 * K, *we = w + e * O * K;
+    const bf16 *ab = a + row0 * K, *we = (const bf16 *)w + e * O * K;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp % 2 * 32, wn = warp / 2 * 64;
 
-    /* stage s <- the K columns [k0, k0 + MM_BK) */
+    /* stage s <- the K columns [k0, k0 + MM_BK) (w's only where bf16) */
     auto load = [&](int s, int64_t k0) {
         int kn = (int)min((int64_t)MM_BK, K - k0);
         tile_async<MM_BM, MM_BK>(sa[s], ab + k0, K, rows, kn);
+        if (FP4)
+            return;
         if (TW)
             tile_async<MM_BN, MM_BK>(sw[s], we + o0 * K + k0, K, on, kn);
         else
             tile_async<MM_BK, MM_BN>(sw[s], we + k0 * O + o0, O, kn, on);
+    };
+    auto fetch = [&](int64_t k0) {
+        return fp4_fetch<TW>((const uint8_t *)w, w_scales, e, K, O, k0, o0, (int)min((int64_t)MM_BK, K - k0), on);
     };
 
     float acc[2][8][4];
@@ -170,13 +242,20 @@ static __global__ void __launch_bounds__(MM_THREADS)
         for (int j = 0; j < 8; j++)
             acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
     const int64_t nk = (K + MM_BK - 1) / MM_BK;
-    if (nk > 0)
+    fp4_block next = {};
+    if (nk > 0) {
         load(0, 0);
+        if (FP4)
+            fp4_store(fp4_dst<TW>(sw[0]), fetch(0));
+    }
     cp_async_commit();
     for (int64_t kt = 0; kt < nk; kt++) {
         const int s = (int)(kt & 1);
-        if (kt + 1 < nk)
+        if (kt + 1 < nk) {
             load(s ^ 1, (kt + 1) * MM_BK); /* into the stage the previous step read, behind its barrier */
+            if (FP4)
+                next = fetch((kt + 1) * MM_BK);
+        }
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
@@ -196,6 +275,8 @@ static __global__ void __launch_bounds__(MM_THREADS)
                 }
             }
         }
+        if (FP4 && kt + 1 < nk) /* the other stage, free since the previous step's closing barrier */
+            fp4_store(fp4_dst<TW>(sw[s ^ 1]), next);
         __syncthreads();
     }
 
@@ -357,7 +438,8 @@ extern "C" void cuda_moe_matmul(struct backend *b, struct tensor *c, const struc
                                 bool tw, const struct tensor *bias, const struct tensor *offsets, float beta)
 {
     struct cuda_backend *cb = cuda_of(b);
-    assert(cuda_is_float(c->dtype) && cuda_is_float(a->dtype) && cuda_is_float(w->dtype) &&
+    bool fp4 = w->dtype == DTYPE_MXFP4;
+    assert(cuda_is_float(c->dtype) && cuda_is_float(a->dtype) && (cuda_is_float(w->dtype) || fp4) &&
            offsets->dtype == DTYPE_I32);
     assert(!bias || cuda_is_float(bias->dtype));
     assert(w->rank == 3);
@@ -369,7 +451,9 @@ extern "C" void cuda_moe_matmul(struct backend *b, struct tensor *c, const struc
     assert((size_t)(E + 1) * sizeof(int32_t) <= cb->reduce_bytes); /* the tile prefix */
     if (N == 0 || O == 0)
         return;
-    bool mma = mma_operand(a) && mma_operand(w) && K % 8 == 0 && O % 8 == 0;
+    bool mma = mma_operand(a) && (mma_operand(w) || fp4) && K % 8 == 0 && O % 8 == 0;
+    /* MXFP4 weights: bf16 activations and whole blocks (gpt-oss's every dimension is a multiple of 32) */
+    assert(!fp4 || (mma && w->scales && cuda_cols(w) % MXFP4_BLOCK == 0 && ((uintptr_t)w->data & 15) == 0));
     int bm = mma ? MM_BM : SIMT_TILE, bn = mma ? MM_BN : SIMT_TILE;
     assert((O + bn - 1) / bn <= 65535);
     int32_t *tiles = (int32_t *)cb->reduce; /* [E + 1] */
@@ -378,12 +462,14 @@ extern "C" void cuda_moe_matmul(struct backend *b, struct tensor *c, const struc
     int bdt = bias ? bias->dtype : DTYPE_F32;
     CUDA_LAUNCH(cb, moe_tile_prefix_kernel, 1, 1, 0, tiles, off, (int)E, N, bm);
     dim3 grid((unsigned)((N + bm - 1) / bm + E), (unsigned)((O + bn - 1) / bn));
-    if (mma && tw)
-        CUDA_LAUNCH(cb, moe_matmul_mma_kernel<true>, grid, MM_THREADS, 0, c->data, c->dtype,
-                    (const bf16 *)a->data, (const bf16 *)w->data, bd, bdt, off, tiles, (int)E, N, K, O, beta);
-    else if (mma)
-        CUDA_LAUNCH(cb, moe_matmul_mma_kernel<false>, grid, MM_THREADS, 0, c->data, c->dtype,
-                    (const bf16 *)a->data, (const bf16 *)w->data, bd, bdt, off, tiles, (int)E, N, K, O, beta);
+    const bf16 *ad = (const bf16 *)a->data;
+    const uint8_t *ws = (const uint8_t *)w->scales;
+    if (mma) {
+        auto kernel = fp4 ? (tw ? moe_matmul_mma_kernel<true, true> : moe_matmul_mma_kernel<false, true>)
+                          : (tw ? moe_matmul_mma_kernel<true, false> : moe_matmul_mma_kernel<false, false>);
+        CUDA_LAUNCH(cb, kernel, grid, MM_THREADS, 0, c->data, c->dtype, ad, w->data, ws, bd, bdt, off, tiles,
+                    (int)E, N, K, O, beta);
+    }
     else
         CUDA_LAUNCH(cb, moe_matmul_simt_kernel, grid, dim3(SIMT_TILE, SIMT_TILE), 0, c->data, c->dtype, a->data,
                     a->dtype, w->data, w->dtype, tw, bd, bdt, off, tiles, (int)E, N, K, O, beta);
