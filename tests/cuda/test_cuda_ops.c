@@ -1049,6 +1049,36 @@ static void test_moe_matmul_mxfp4(void)
         free(codes), free(scales);
         case_end();
     }
+    /* Every decoded value itself: one-hot rows of a pick w's columns, exactly,
+     * with the scales decoding takes other routes for (0, 1, 2, 252 next to
+     * 127; 255 overflows and 253, 254 can: test_mxfp4 has them). */
+    enum { E = 2, K = 64, O = 32, N = E * K, n = E * O * K };
+    const uint8_t edge[5] = {0, 1, 2, 127, 252};
+    uint8_t codes[n / 2], scales[n / 32];
+    for (int64_t j = 0; j < n / 2; j++)
+        codes[j] = (uint8_t)rand_int(256);
+    for (int64_t j = 0; j < n / 32; j++)
+        scales[j] = edge[j % 5];
+    struct tensor wc = {.data = codes, .dtype = DTYPE_MXFP4, .rank = 3, .shape = {E, O, K}, .scales = scales};
+    struct tensor wg = wc;
+    wg.data = track(gpu, sizeof codes), wg.scales = track(gpu, sizeof scales);
+    gpu->upload(gpu, wg.data, codes, sizeof codes);
+    gpu->upload(gpu, wg.scales, scales, sizeof scales);
+    struct pair offsets = P1(DTYPE_I32, E + 1), a = P2(B, N, K), c = P2(F, N, O);
+    int32_t *off = offsets.c.data;
+    for (int64_t e = 0; e <= E; e++)
+        off[e] = (int32_t)(e * K);
+    pair_sync(&offsets);
+    float *x = a.c.data;
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t k = 0; k < K; k++)
+            x[r * K + k] = r % K == k;
+    pair_sync(&a);
+    fill_nan(&c);
+    cpu->moe_matmul(cpu, &c.c, &a.c, &wc, true, NULL, &offsets.c, 0.0f);
+    gpu->moe_matmul(gpu, &c.g, &a.g, &wg, true, NULL, &offsets.g, 0.0f);
+    compare("moe_matmul one-hot rows x mxfp4^T: every value decoded, scales 0, 1, 2, 127, 252", &c, 1e-12);
+    case_end();
 }
 
 /* gpt-oss's activation on N rows of 2I interleaved columns, inputs past the
@@ -1259,6 +1289,66 @@ static void time_attention_backward(void *p)
 }
 
 /* Where the first version stands, at llama-3.1-8b's shapes (T = 2048). */
+/* One grouped GEMM of gpt-oss-20b's experts at a 2048-token step: 32 experts
+ * of 256 routed rows each, gate_up's shape (K 2880 in, O 5760 out). */
+struct moe_timing {
+    struct tensor a, c, w, offsets;
+    bool tw;
+};
+
+static void time_moe_matmul(void *arg)
+{
+    struct moe_timing *t = arg;
+    gpu->moe_matmul(gpu, &t->c, &t->a, &t->w, t->tw, NULL, &t->offsets, 0.0f);
+}
+
+static void time_moe(const float *random)
+{
+    const int64_t E = 32, rows = 256, N = E * rows, K = 2880, O = 5760, n = E * O * K;
+    struct moe_timing t;
+    int32_t off[33];
+    for (int64_t e = 0; e <= E; e++)
+        off[e] = (int32_t)(e * rows);
+    t.offsets = tensor_1d(track(gpu, sizeof off), DTYPE_I32, E + 1);
+    gpu->upload(gpu, t.offsets.data, off, sizeof off);
+    struct tensor f = tensor_1d(track(gpu, (size_t)N * O * 4), DTYPE_F32, N * O);
+    gpu->upload(gpu, f.data, random, (size_t)N * O * 4);
+    struct tensor a = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O), fa = tensor_1d(f.data, DTYPE_F32, N * O);
+    struct tensor a1 = tensor_1d(a.data, DTYPE_BF16, N * O);
+    gpu->convert(gpu, &a1, &fa);
+    struct tensor c = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O);
+    struct tensor wb = {.data = track(gpu, (size_t)n * 2), .dtype = DTYPE_BF16, .rank = 3, .shape = {E, O, K}};
+    struct tensor wq = {.data = track(gpu, (size_t)n / 2), .dtype = DTYPE_MXFP4, .rank = 3, .shape = {E, O, K},
+                        .scales = track(gpu, (size_t)n / 32)};
+    uint8_t *codes = host_alloc((size_t)n / 2);
+    for (int64_t i = 0; i < n / 2; i++)
+        codes[i] = (uint8_t)rand_int(256);
+    gpu->upload(gpu, wq.data, codes, (size_t)n / 2);
+    memset(codes, 120, (size_t)n / 32);
+    gpu->upload(gpu, wq.scales, codes, (size_t)n / 32);
+    free(codes);
+    for (int64_t i = 0; i < n; i += N * O) { /* bf16 weights from the random floats, chunk by chunk */
+        int64_t m = n - i < N * O ? n - i : N * O;
+        struct tensor dst = tensor_1d((uint16_t *)wb.data + i, DTYPE_BF16, m), src = tensor_1d(f.data, DTYPE_F32, m);
+        gpu->convert(gpu, &dst, &src);
+    }
+    double flop = 2.0 * N * K * O;
+    for (int q = 0; q < 2; q++)
+        for (int tw = 1; tw >= 0; tw--) {
+            t.w = q ? wq : wb;
+            t.tw = tw;
+            t.a = tw ? tensor_2d(a.data, DTYPE_BF16, N, K) : a;
+            t.c = tw ? c : tensor_2d(c.data, DTYPE_BF16, N, K);
+            if (!tw) { /* dX: a [N, O] w [O, K] */
+                t.w.shape[1] = O, t.w.shape[2] = K;
+            }
+            double sec = time_gpu(time_moe_matmul, &t, 5);
+            printf("  moe_matmul %s E=%lld N=%lld K=%lld O=%lld %s: %.3f ms, %.0f TFLOP/s\n", q ? "mxfp4" : "bf16",
+                   (long long)E, (long long)N, (long long)K, (long long)O, tw ? "forward" : "input gradient",
+                   sec * 1e3, flop / sec * 1e-12);
+        }
+}
+
 static void test_timing(void)
 {
     printf("timing (median of 5; GPU idle otherwise)\n");
@@ -1299,6 +1389,11 @@ static void test_timing(void)
     printf("  attention backward, same: %.3f ms, %.1f TFLOP/s (2.5x the forward's FLOP)\n", s * 1e3,
            2.5 * flop / s * 1e-12);
     free(h);
+    float *r = host_alloc((size_t)8192 * 5760 * 4);
+    for (int64_t i = 0; i < (int64_t)8192 * 5760; i++)
+        r[i] = rand_uniform(-1, 1);
+    time_moe(r);
+    free(r);
     case_end();
 }
 

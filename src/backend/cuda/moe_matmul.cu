@@ -174,15 +174,34 @@ static __device__ __forceinline__ uint32_t fp4_bf16(uint32_t c, float m1, float 
     return __float_as_uint(__uint_as_float(bits) * m1 * m2) >> 16;
 }
 
-/* b's 32 values as bf16 into dst (16-byte aligned), zeros where b is not valid. */
-static __device__ __forceinline__ void fp4_store(bf16 *dst, const fp4_block &b)
+/* Every code byte's two FP4 values as bf16x2 (the low nibble in the low
+ * half), unscaled: a kernel's shared table, filled by its threads. */
+static __device__ __forceinline__ void fp4_table_fill(uint32_t *table)
+{
+    for (int i = threadIdx.x; i < 256; i += blockDim.x)
+        table[i] = fp4_bf16(i & 15, 1.0f, 1.0f) | fp4_bf16(i >> 4, 1.0f, 1.0f) << 16;
+}
+
+/* b's 32 values as bf16 into dst (16-byte aligned), zeros where b is not
+ * valid. A scale whose 2^(scale - 127) is a normal bf16 (1..254, every real
+ * checkpoint's) multiplies the table's pairs by it, one bf16x2 product per
+ * byte, exact as the products have at most 2 significant bits and bf16 keeps
+ * subnormals; 0 and 255 take the float route. */
+static __device__ __forceinline__ void fp4_store(bf16 *dst, const fp4_block &b, const uint32_t *table)
 {
     uint32_t w[16] = {0};
-    if (b.valid) {
-        /* 2^(scale - 127), a float for every scale but 255 (2^128 = 2^127 * 2) and 0 (a subnormal) */
-        float m1 = b.scale == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(min(b.scale, 254u) << 23);
-        float m2 = b.scale == 255 ? 2.0f : 1.0f;
-        const uint32_t q[4] = {b.codes.x, b.codes.y, b.codes.z, b.codes.w};
+    const uint32_t q[4] = {b.codes.x, b.codes.y, b.codes.z, b.codes.w};
+    if (b.valid && b.scale >= 1 && b.scale <= 254) {
+        uint32_t pow2 = b.scale << 7 | b.scale << 23;
+        __nv_bfloat162 m = *(const __nv_bfloat162 *)&pow2;
+        for (int i = 0; i < 16; i++) {
+            uint32_t pair = table[q[i / 4] >> (8 * (i % 4)) & 0xff];
+            __nv_bfloat162 v = __hmul2(*(const __nv_bfloat162 *)&pair, m);
+            w[i] = *(const uint32_t *)&v;
+        }
+    } else if (b.valid) {
+        /* 2^(scale - 127): 0 is a subnormal, 255 (2^128) is 2^127 * 2 */
+        float m1 = b.scale == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(254u << 23), m2 = b.scale ? 2.0f : 1.0f;
         for (int i = 0; i < 16; i++) {
             uint32_t byte = q[i / 4] >> (8 * (i % 4)) & 0xff;
             w[i] = fp4_bf16(byte & 15, m1, m2) | fp4_bf16(byte >> 4, m1, m2) << 16;
@@ -212,6 +231,7 @@ static __global__ void __launch_bounds__(MM_THREADS)
                           int64_t N, int64_t K, int64_t O, float beta)
 {
     __shared__ __align__(16) union mm_smem sm;
+    __shared__ uint32_t fp4_table[FP4 ? 256 : 1];
     bf16(*sa)[MM_A_ELEMS] = sm.stage.a, (*sw)[MM_B_ELEMS] = sm.stage.w;
     int e, rows;
     int64_t row0;
@@ -243,10 +263,14 @@ static __global__ void __launch_bounds__(MM_THREADS)
             acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
     const int64_t nk = (K + MM_BK - 1) / MM_BK;
     fp4_block next = {};
+    if (FP4) {
+        fp4_table_fill(fp4_table);
+        __syncthreads();
+    }
     if (nk > 0) {
         load(0, 0);
         if (FP4)
-            fp4_store(fp4_dst<TW>(sw[0]), fetch(0));
+            fp4_store(fp4_dst<TW>(sw[0]), fetch(0), fp4_table);
     }
     cp_async_commit();
     for (int64_t kt = 0; kt < nk; kt++) {
@@ -276,7 +300,7 @@ static __global__ void __launch_bounds__(MM_THREADS)
             }
         }
         if (FP4 && kt + 1 < nk) /* the other stage, free since the previous step's closing barrier */
-            fp4_store(fp4_dst<TW>(sw[s ^ 1]), next);
+            fp4_store(fp4_dst<TW>(sw[s ^ 1]), next, fp4_table);
         __syncthreads();
     }
 
