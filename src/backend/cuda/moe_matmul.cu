@@ -23,10 +23,13 @@
 #include "backend/cuda/mma.cuh"
 #include "base/mxfp4.h"
 
-/* Tensor-core tiles: a block of 4 warps makes [MM_BM, MM_BN] of c (2 x 2
- * warps of [32, 64]) over K in steps of MM_BK, or [MM_BM, MM_BN] of one
- * expert's dw (O by K) over rows in steps of MM_BK. */
+/* Tensor-core tiles: a block of 4 warps makes [MM_ROWS, MM_BN] of c (2 x 2
+ * warps of [64, 64]: each fragment read from shared memory feeds 4 or 8
+ * products, which keeps the tensor cores rather than the shared memory the
+ * limit) over K in steps of MM_BK, or [MM_BM, MM_BN] of one expert's dw (O by
+ * K; 2 x 2 warps of [32, 64]) over rows in steps of MM_BK. */
 #define MM_THREADS 128
+#define MM_ROWS 128
 #define MM_BM 64
 #define MM_BN 128
 #define MM_BK 32
@@ -119,21 +122,21 @@ static __device__ __forceinline__ void frag_a_trans(uint32_t a[4], const bf16 *t
     ldsm4_trans(a, tile + (col0 + (mi >> 1) * 8 + lane % 8) * (D + PAD) + row0 + (mi & 1) * 8);
 }
 
-/* The shared tiles of one pipeline stage: A [MM_BM or MM_BK rows], B as stored. */
-#define MM_A_ELEMS (MM_BM * (MM_BK + PAD))
+/* The shared tiles of one pipeline stage: A [MM_ROWS rows], B as stored. */
+#define MM_A_ELEMS (MM_ROWS * (MM_BK + PAD))
 #define MM_B_ELEMS (MM_BN * (MM_BK + PAD) > MM_BK * (MM_BN + PAD) ? MM_BN * (MM_BK + PAD) : MM_BK * (MM_BN + PAD))
 #define MM_DC_ELEMS (MM_BK * (MM_BM + PAD))
 
-/* moe_matmul's shared memory: the two stages while multiplying, then the
- * block's c tile in fp32, so that the stores (a branch on c's dtype, bias,
- * beta) are one loop over consecutive elements rather than 64 unrolled ones
- * a thread. */
+/* moe_matmul's shared memory: the two stages while multiplying, then half
+ * the block's c tile at a time in fp32, so that the stores (a branch on c's
+ * dtype, bias, beta) are one loop over consecutive elements rather than 128
+ * unrolled ones a thread. */
 union mm_smem {
     struct {
         bf16 a[2][MM_A_ELEMS];
         bf16 w[2][MM_B_ELEMS];
     } stage;
-    float c[MM_BM][MM_BN + 1];
+    float c[MM_ROWS / 2][MM_BN + 1];
 };
 
 /* ---- MXFP4 weights (base/mxfp4.h), dequantized tile by tile ---- */
@@ -235,17 +238,17 @@ static __global__ void __launch_bounds__(MM_THREADS)
     bf16(*sa)[MM_A_ELEMS] = sm.stage.a, (*sw)[MM_B_ELEMS] = sm.stage.w;
     int e, rows;
     int64_t row0;
-    if (!tile_rows(tiles, offsets, E, N, MM_BM, blockIdx.x, &e, &row0, &rows))
+    if (!tile_rows(tiles, offsets, E, N, MM_ROWS, blockIdx.x, &e, &row0, &rows))
         return;
     const int64_t o0 = (int64_t)blockIdx.y * MM_BN;
     const int on = (int)min((int64_t)MM_BN, O - o0);
     const bf16 *ab = a + row0 * K, *we = (const bf16 *)w + e * O * K;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp % 2 * 32, wn = warp / 2 * 64;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp % 2 * 64, wn = warp / 2 * 64;
 
     /* stage s <- the K columns [k0, k0 + MM_BK) (w's only where bf16) */
     auto load = [&](int s, int64_t k0) {
         int kn = (int)min((int64_t)MM_BK, K - k0);
-        tile_async<MM_BM, MM_BK>(sa[s], ab + k0, K, rows, kn);
+        tile_async<MM_ROWS, MM_BK>(sa[s], ab + k0, K, rows, kn);
         if (FP4)
             return;
         if (TW)
@@ -257,8 +260,8 @@ static __global__ void __launch_bounds__(MM_THREADS)
         return fp4_fetch<TW>((const uint8_t *)w, w_scales, e, K, O, k0, o0, (int)min((int64_t)MM_BK, K - k0), on);
     };
 
-    float acc[2][8][4];
-    for (int i = 0; i < 2; i++)
+    float acc[4][8][4];
+    for (int i = 0; i < 4; i++)
         for (int j = 0; j < 8; j++)
             acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
     const int64_t nk = (K + MM_BK - 1) / MM_BK;
@@ -284,8 +287,8 @@ static __global__ void __launch_bounds__(MM_THREADS)
         cp_async_wait<1>();
         __syncthreads();
         for (int kc = 0; kc < MM_BK / 16; kc++) {
-            uint32_t af[2][4];
-            for (int i = 0; i < 2; i++)
+            uint32_t af[4][4];
+            for (int i = 0; i < 4; i++)
                 frag_a<MM_BK>(af[i], sa[s], wm + i * 16, kc * 16);
             for (int j = 0; j < 8; j += 2) {
                 uint32_t bf[4];
@@ -293,7 +296,7 @@ static __global__ void __launch_bounds__(MM_THREADS)
                     frag_b2<MM_BK>(bf, sw[s], wn + j * 8, kc * 16);
                 else
                     frag_b2_trans<MM_BN>(bf, sw[s], kc * 16, wn + j * 8);
-                for (int i = 0; i < 2; i++) {
+                for (int i = 0; i < 4; i++) {
                     mma16816(acc[i][j], af[i], bf[0], bf[1]);
                     mma16816(acc[i][j + 1], af[i], bf[2], bf[3]);
                 }
@@ -305,16 +308,21 @@ static __global__ void __launch_bounds__(MM_THREADS)
     }
 
     /* accumulator q of n-tile j: row lane / 4 (+ 8 for q >= 2), column
-     * 2 (lane % 4) + q % 2; the stages are free (the loop ends on a barrier) */
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 8; j++)
-            for (int q = 0; q < 4; q++)
-                sm.c[wm + i * 16 + lane / 4 + (q >> 1) * 8][wn + j * 8 + 2 * (lane % 4) + (q & 1)] = acc[i][j][q];
-    __syncthreads();
-    for (int i = threadIdx.x; i < MM_BM * MM_BN; i += MM_THREADS) {
-        int r = i / MM_BN, col = i % MM_BN;
-        if (r < rows && col < on)
-            store_c(c, c_dtype, bias, bias_dtype, beta, O, e, row0 + r, o0 + col, sm.c[r][col]);
+     * 2 (lane % 4) + q % 2; the stages are free (the loop ends on a barrier).
+     * The warps of rows [64 h, 64 h + 64) pass them through shared memory in turn h. */
+    for (int h = 0; h < 2; h++) {
+        if (wm == 64 * h)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 8; j++)
+                    for (int q = 0; q < 4; q++)
+                        sm.c[i * 16 + lane / 4 + (q >> 1) * 8][wn + j * 8 + 2 * (lane % 4) + (q & 1)] = acc[i][j][q];
+        __syncthreads();
+        for (int i = threadIdx.x; i < MM_ROWS / 2 * MM_BN; i += MM_THREADS) {
+            int r = 64 * h + i / MM_BN, col = i % MM_BN;
+            if (r < rows && col < on)
+                store_c(c, c_dtype, bias, bias_dtype, beta, O, e, row0 + r, o0 + col, sm.c[r - 64 * h][col]);
+        }
+        __syncthreads();
     }
 }
 
@@ -478,7 +486,7 @@ extern "C" void cuda_moe_matmul(struct backend *b, struct tensor *c, const struc
     bool mma = mma_operand(a) && (mma_operand(w) || fp4) && K % 8 == 0 && O % 8 == 0;
     /* MXFP4 weights: bf16 activations and whole blocks (gpt-oss's every dimension is a multiple of 32) */
     assert(!fp4 || (mma && w->scales && cuda_cols(w) % MXFP4_BLOCK == 0 && ((uintptr_t)w->data & 15) == 0));
-    int bm = mma ? MM_BM : SIMT_TILE, bn = mma ? MM_BN : SIMT_TILE;
+    int bm = mma ? MM_ROWS : SIMT_TILE, bn = mma ? MM_BN : SIMT_TILE;
     assert((O + bn - 1) / bn <= 65535);
     int32_t *tiles = (int32_t *)cb->reduce; /* [E + 1] */
     const int32_t *off = (const int32_t *)offsets->data;
