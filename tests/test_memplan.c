@@ -52,22 +52,29 @@ static void test_totals_are_sums(void **state)
     run_config_default(&rc, &s);
     struct mem_plan p;
     total_of(&s, &rc, &p);
-    int64_t cat[PLAN_CATEGORY_COUNT] = {0}, sum = 0;
+    int64_t cat[PLAN_CATEGORY_COUNT] = {0}, sum = 0, host = 0;
     for (int i = 0; i < p.n; i++) {
         assert_int_equal(p.buf[i].bytes % PLAN_ALIGN, 0);
-        cat[p.buf[i].category] += p.buf[i].bytes;
+        if (p.buf[i].on_host)
+            host += p.buf[i].bytes;
+        else
+            cat[p.buf[i].category] += p.buf[i].bytes;
     }
     for (int c = 0; c < PLAN_CATEGORY_COUNT; c++) {
         assert_int_equal(cat[c], p.per_gpu[c]);
         sum += cat[c];
     }
     assert_int_equal(sum, p.total);
+    assert_int_equal(host, p.host_bytes);
     /* bf16 weights of an 8B model: 2 bytes a parameter, norms and all, beside
-     * the fp32 rotary table of seq x head_dim. */
-    int64_t rope = find(&p, "rope.cos_sin")->bytes;
+     * the fp32 rotary table of seq x head_dim; the frozen input embedding
+     * (128256 x 4096, not tied) in host memory. */
+    int64_t rope = find(&p, "rope.cos_sin")->bytes, embed = 2 * 128256LL * 4096;
     assert_int_equal(rope, 2048 * 128 * 4);
-    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope >= 2 * 8030261248LL);
-    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope < 2 * 8030261248LL + (1 << 20));
+    assert_true(find(&p, "embed_tokens.weight")->on_host);
+    assert_int_equal(p.host_bytes, embed);
+    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope >= 2 * 8030261248LL - embed);
+    assert_true(p.per_gpu[PLAN_WEIGHTS] - rope < 2 * 8030261248LL - embed + (1 << 20));
     /* LoRA r16 on q,k,v,o of llama-3.1-8b: 16 * (4096+4096 + 2*(4096+1024) + 4096+4096) * 32. */
     assert_int_equal(p.trainable_params, 16LL * (8192 * 2 + 2 * 5120) * 32);
     assert_int_equal(find(&p, "layers.*.self_attn.q_proj.lora_A")->elems, 16 * 4096);
@@ -195,8 +202,8 @@ static void test_layer_placement(void **state)
     rc.gpus = 4;
     rc.place_layers = true;
     total_of(&s, &rc, &four);
-    /* 80 layers over 4 GPUs: 20 each, plus the embedding on the first or the head on the last. */
-    int64_t layer = (one.per_gpu[PLAN_WEIGHTS] - 2 * 32000LL * 8192 * 2) / 80;
+    /* 80 layers over 4 GPUs: 20 each, plus the head on the last (the embedding is in host memory). */
+    int64_t layer = (one.per_gpu[PLAN_WEIGHTS] - 32000LL * 8192 * 2) / 80;
     assert_true(four.per_gpu[PLAN_WEIGHTS] < 20 * layer + 32000LL * 8192 * 2 + (1 << 20));
     assert_true(four.per_gpu[PLAN_WEIGHTS] > 20 * layer);
     plan_free(&one);

@@ -106,6 +106,10 @@ static void declare_parameters(struct ctx *c)
     plan_add(c->plan, PLAN_WEIGHTS, c->wd, s->vocab * C, 1, PLAN_PLACE_FIRST, "embed_tokens.weight");
     if (full_all(c))
         declare_trained(c, "embed_tokens.weight.master", s->vocab * C, 1, PLAN_PLACE_FIRST);
+    /* A frozen input embedding that is not also the head is only gathered from, a step's T rows: on a GPU
+     * it stays in host memory (1.2 GB of gpt-oss's, 1.1 GB of Llama-3.1-8B's) and the rows are sent. */
+    else if (rc->device == DEVICE_CUDA && !s->tie_embeddings)
+        plan_keep_on_host(c->plan, "embed_tokens.weight");
 
     for (int i = 0; i < n; i++) {
         const struct linear_shape *l = &lin[i];

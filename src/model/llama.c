@@ -30,6 +30,41 @@ static struct tensor viewf(const struct llama *m, int64_t inst, int64_t rows, in
     return view(m, name, inst, 0, rows, cols);
 }
 
+/* x [n, C] = the input embedding's rows of the n token ids, on the device
+ * (ids) and on the host (host_ids). A table the plan keeps in host memory is
+ * gathered there and its rows sent, converted on the host if x's dtype is
+ * not the table's. */
+static int embed_tokens(struct llama *m, struct tensor *x, const struct tensor *ids, const int32_t *host_ids,
+                        tune_err *err)
+{
+    struct backend *be = m->be;
+    if (llama_holder(m, m->embed.data) == be) {
+        be->embedding(be, x, &m->embed, ids);
+        return 0;
+    }
+    int64_t n = x->shape[0], C = x->shape[1];
+    size_t row = (size_t)dtype_bytes(m->embed.dtype, C);
+    char *rows = malloc(row * (size_t)n), *conv = NULL;
+    if (!rows)
+        return err_set(err, "out of memory gathering %lld embedding rows", (long long)n);
+    for (int64_t t = 0; t < n; t++)
+        memcpy(rows + (size_t)t * row, (const char *)m->embed.data + (size_t)host_ids[t] * row, row);
+    const void *send = rows;
+    if (x->dtype != m->embed.dtype) {
+        if (!(conv = malloc((size_t)dtype_bytes(x->dtype, n * C)))) {
+            free(rows);
+            return err_set(err, "out of memory gathering %lld embedding rows", (long long)n);
+        }
+        struct tensor src = tensor_1d(rows, m->embed.dtype, n * C), dst = tensor_1d(conv, x->dtype, n * C);
+        backend_cpu()->convert(backend_cpu(), &dst, &src);
+        send = conv;
+    }
+    be->upload(be, x->data, send, (size_t)dtype_bytes(x->dtype, n * C));
+    free(rows);
+    free(conv);
+    return 0;
+}
+
 /* One layer's working set: what its backward reads, and where forward writes. */
 struct layer_acts {
     struct tensor x, rstd1, xn1, q, k, v, att, lse, mid, rstd2, xn2, gate, up, h;
@@ -411,13 +446,14 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     be->upload(be, dev, host, sizeof(int32_t) * (size_t)(3 * T + batch->sequences + 1));
     free(host);
     struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
+    struct tensor x0 = view(m, "layers.*.input", 0, 0, T, C);
+    if (embed_tokens(m, &x0, &ids, batch->ids, err))
+        return -1;
     struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
 
     refresh_lora_compute(m);
     /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
     bool recompute = m->rc.grad_ckpt == GRAD_CKPT_FULL;
-    struct tensor x0 = view(m, "layers.*.input", 0, 0, T, C);
-    be->embedding(be, &x0, &m->embed, &ids);
     for (int64_t l = 0; l < s->layers; l++) {
         struct layer_acts a = layer_views(m, l, T, recompute);
         struct tensor out = l + 1 < s->layers ? view(m, "layers.*.input", l + 1, 0, T, C)
@@ -476,7 +512,8 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
 
     struct tensor x = view(m, "layers.*.input", 0, 0, n, C), out = view(m, "norm.input", 0, 0, n, C);
-    be->embedding(be, &x, &m->embed, &idt);
+    if (embed_tokens(m, &x, &idt, ids, err))
+        return -1;
     int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};
     for (int64_t l = 0; l < s->layers; l++) {
         struct llama_layer *L = &m->layers[l];

@@ -88,6 +88,9 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err);
  * -1 with err set when out of memory. */
 int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum dtype from, int64_t numel,
                  tune_err *err);
+/* The backend whose memory holds data: the CPU's for buffers the plan keeps
+ * in host memory (a GPU run's input embedding), else the model's. */
+struct backend *llama_holder(const struct llama *m, const void *data);
 /* The reverse: device tensor t into host fp32, converted on the host. */
 int llama_download_f32(struct backend *be, float *host, const struct tensor *t, tune_err *err);
 /* Random base weights, N(0, 0.02) as transformers initializes them. */

@@ -291,6 +291,11 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
     return 0;
 }
 
+struct backend *llama_holder(const struct llama *m, const void *data)
+{
+    return plan_arena_on_host(&m->arena, data) ? backend_cpu() : m->be;
+}
+
 void llama_free(struct llama *m)
 {
     plan_arena_free(&m->arena);
@@ -328,7 +333,7 @@ static void fill(struct llama *m, struct tensor *t, uint64_t *rng, double (*gen)
     }
     *rng = base + (uint64_t)n * per;
     tune_err err;
-    if (llama_upload(m->be, t, host, DTYPE_F32, n, &err))
+    if (llama_upload(llama_holder(m, t->data), t, host, DTYPE_F32, n, &err))
         abort();
     free(host);
 }

@@ -38,7 +38,8 @@ static int load_one(struct llama *m, const struct st_model *st, const char *name
     if (t->dtype != DTYPE_F32 && t->dtype != DTYPE_F16 && t->dtype != DTYPE_BF16)
         return err_set(err, "%s: tensor '%s' is %s; tune reads F32, F16 and BF16 weights here", file->path, name,
                        dtype_name(t->dtype));
-    return llama_upload(m->be, dst, t->data, t->dtype, numel, err) ? err_prefix(err, "'%s'", name) : 0;
+    return llama_upload(llama_holder(m, dst->data), dst, t->data, t->dtype, numel, err) ? err_prefix(err, "'%s'", name)
+                                                                                        : 0;
 }
 
 int llama_upload(struct backend *be, struct tensor *dst, const void *host, enum dtype from, int64_t numel,
@@ -162,7 +163,8 @@ int llama_save_weights(const struct llama *m, const char *dir, const char *base_
             rc = err_set(err, "out of memory");
             break;
         }
-        m->be->download(m->be, raw, t->data, (size_t)dtype_bytes(t->dtype, numel));
+        struct backend *holder = llama_holder(m, t->data);
+        holder->download(holder, raw, t->data, (size_t)dtype_bytes(t->dtype, numel));
         struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(host[k], DTYPE_F32, numel);
         cpu->convert(cpu, &dst, &src);
         free(raw);

@@ -63,3 +63,9 @@ void *plan_arena_at(const struct plan_arena *a, const char *name, int64_t instan
     char *base = b->on_host ? a->host : a->block[b->category];
     return base + b->offset + instance * b->instance_bytes;
 }
+
+bool plan_arena_on_host(const struct plan_arena *a, const void *p)
+{
+    const char *h = a->host;
+    return h && (const char *)p >= h && (const char *)p < h + a->plan->host_bytes;
+}

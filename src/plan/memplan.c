@@ -63,6 +63,13 @@ void plan_add(struct mem_plan *plan, enum plan_category cat, enum dtype dtype, i
     b->shards = 1;
 }
 
+void plan_keep_on_host(struct mem_plan *plan, const char *name)
+{
+    for (int i = 0; i < plan->n; i++)
+        if (!strcmp(plan->buf[i].name, name))
+            plan->buf[i].host = true;
+}
+
 void plan_free(struct mem_plan *plan)
 {
     free(plan->buf);
@@ -128,6 +135,8 @@ static int64_t shards_of(const struct plan_buffer *b, const struct run_config *r
 
 static bool offloaded(const struct plan_buffer *b, const struct run_config *rc)
 {
+    if (b->host)
+        return true;
     if (rc->offload == OFFLOAD_NONE)
         return false;
     if (b->category == PLAN_OPTIMIZER)

@@ -40,6 +40,7 @@ struct plan_buffer {
     int64_t elems;   /* of one instance, before sharding */
     int64_t count;   /* instances: layers it repeats over, or 1 */
     enum plan_place place;
+    bool host;       /* kept in host memory whatever the offload policy (buffers.c decides) */
     int64_t shards;  /* set by plan_finish: ranks one instance is split over */
     bool on_host;    /* set by plan_finish: offloaded to CPU memory */
     int64_t bytes;   /* set by plan_finish: on the reported rank, all instances */
@@ -76,6 +77,8 @@ const char *plan_category_name(enum plan_category c);
 
 /* The buffer called name, or NULL if the run does not need it. */
 const struct plan_buffer *plan_find(const struct mem_plan *plan, const char *name);
+/* Keeps the buffer called name (declared) in host memory. */
+void plan_keep_on_host(struct mem_plan *plan, const char *name);
 
 /* The plan made real: one block per category from the backend, buffers as
  * views into it, except the workspace, which the backend took when it
@@ -95,5 +98,7 @@ void plan_arena_free(struct plan_arena *a);
 /* Instance i of buffer name (a layer's copy of a per-layer buffer), or NULL
  * if the plan has no such buffer. */
 void *plan_arena_at(const struct plan_arena *a, const char *name, int64_t instance);
+/* Whether p points into the arena's host memory (offloaded or host buffers). */
+bool plan_arena_on_host(const struct plan_arena *a, const void *p);
 
 #endif
