@@ -254,6 +254,10 @@ static void test_invalid_runs(void **state)
     assert_non_null(strstr(err.msg, "gate_up"));
     assert_int_equal(run_parse_targets(&rc, &s, "q_proj,v_proj,all-linear", &err), 0);
     assert_int_equal(rc.targets, 0x7f);
+    /* gpt-oss: PEFT's all-linear is q, k, v, o; its down is the experts' parameter */
+    s = spec_of("gpt-oss-20b");
+    assert_int_equal(run_parse_targets(&rc, &s, "all-linear", &err), 0);
+    assert_int_equal(rc.targets, 1u << TARGET_Q | 1u << TARGET_K | 1u << TARGET_V | 1u << TARGET_O);
 }
 
 int main(void)

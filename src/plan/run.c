@@ -80,9 +80,11 @@ int run_parse_targets(struct run_config *rc, const struct model_spec *spec, cons
             tok[n - 5] = 0; /* PEFT's module names: q_proj -> q */
         if (!strcmp(tok, "all-linear")) {
             /* PEFT's all-linear: every nn.Linear of the layers (gpt-oss experts
-             * and router are bare parameters, not nn.Linear). */
-            mask |= have & (1u << TARGET_Q | 1u << TARGET_K | 1u << TARGET_V | 1u << TARGET_O |
-                            1u << TARGET_GATE | 1u << TARGET_UP | 1u << TARGET_DOWN);
+             * and router are bare parameters, not nn.Linear: there "down" is the
+             * experts' down_proj). */
+            unsigned linear = 1u << TARGET_Q | 1u << TARGET_K | 1u << TARGET_V | 1u << TARGET_O |
+                              1u << TARGET_GATE | 1u << TARGET_UP | (spec->experts ? 0 : 1u << TARGET_DOWN);
+            mask |= have & linear;
             continue;
         }
         if (!strcmp(tok, "experts") && spec->experts) {
