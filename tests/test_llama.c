@@ -241,15 +241,17 @@ static void test_checkpointing_is_exact(void **state)
 {
     struct fixture *f = *state;
     struct llama_batch b = golden_batch(f);
-    const enum grad_ckpt policy[3] = {GRAD_CKPT_NONE, GRAD_CKPT_SELECTIVE, GRAD_CKPT_FULL};
+    /* the last: full checkpointing with the layers' inputs in host memory (here a copy like any other) */
+    const enum grad_ckpt policy[4] = {GRAD_CKPT_NONE, GRAD_CKPT_SELECTIVE, GRAD_CKPT_FULL, GRAD_CKPT_FULL};
     /* PEFT has no dropout on expert parameters: those runs go without. */
     bool dropout = !(f->rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN));
-    float *grads[3];
-    double losses[3];
-    int64_t activations[3];
-    for (int ck = 0; ck < 3; ck++) {
+    float *grads[4];
+    double losses[4];
+    int64_t activations[4], host[4];
+    for (int ck = 0; ck < 4; ck++) {
         struct run_config rc = f->rc;
         rc.grad_ckpt = policy[ck];
+        rc.offload_checkpoints = ck == 3;
         rc.lora_dropout = dropout ? 0.1 : 0.0;
         struct llama m;
         tune_err err = {{0}};
@@ -264,16 +266,20 @@ static void test_checkpointing_is_exact(void **state)
         memcpy(grads[ck], m.arena.block[PLAN_GRADS], n);
         assert_int_equal(m.plan.per_gpu[PLAN_GRADS], f->m.plan.per_gpu[PLAN_GRADS]);
         activations[ck] = m.plan.per_gpu[PLAN_ACTIVATIONS];
+        host[ck] = m.plan.host_bytes;
         llama_free(&m);
     }
-    assert_true(losses[0] == losses[1] && losses[0] == losses[2]);
-    assert_true(activations[0] > activations[1] && activations[1] > activations[2]);
+    assert_true(losses[0] == losses[1] && losses[0] == losses[2] && losses[0] == losses[3]);
+    /* (two layers here: their inputs in host memory, two device copies to compute on) */
+    assert_true(activations[0] > activations[1] && activations[1] > activations[2] && activations[2] >= activations[3]);
+    assert_true(host[3] > host[2]);
     /* and the dropout did act: the loss moved away from the dropout-free one */
     float plain = *(const float *)st_file_find(&f->golden, "loss_sum")->data;
     assert_true(!dropout || fabs(losses[0] - plain) > 1e-4);
     assert_memory_equal(grads[0], grads[1], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
     assert_memory_equal(grads[0], grads[2], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
-    for (int ck = 0; ck < 3; ck++)
+    assert_memory_equal(grads[0], grads[3], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
+    for (int ck = 0; ck < 4; ck++)
         free(grads[ck]);
 }
 

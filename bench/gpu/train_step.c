@@ -13,7 +13,8 @@
  * peak (plan buffers + its workspace), and the device's bytes in use. With
  * --print-config it prints the preset's config.json instead, so that the
  * baseline builds the very same model. With --profile each op is timed on
- * its own (profile.h) and a table of where the step's time goes follows. */
+ * its own (profile.h) and a table of where the step's time goes follows;
+ * --offload-checkpoints keeps full checkpointing's layer inputs in host memory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,8 @@ int main(int argc, char **argv)
     if (ckpt < 0)
         die("--grad-ckpt: none, full or selective");
     rc.grad_ckpt = (enum grad_ckpt)ckpt;
+    for (int i = 1; i < argc; i++)
+        rc.offload_checkpoints = rc.offload_checkpoints || !strcmp(argv[i], "--offload-checkpoints");
     if (run_parse_targets(&rc, &spec, opt(argc, argv, "--targets", "q,k,v,o"), &err) ||
         run_validate(&rc, &spec, &err))
         die(err.msg);

@@ -73,6 +73,13 @@ struct backend {
     void (*free)(struct backend *b, void *p);
     void (*upload)(struct backend *b, void *dst, const void *host, size_t bytes);
     void (*download)(struct backend *b, void *host, const void *src, size_t bytes);
+    /* Host memory the device copies to and from without the host waiting
+     * (page-locked); NULL where plain host memory serves (the CPU). */
+    void *(*alloc_host)(struct backend *b, size_t bytes);
+    void (*free_host)(struct backend *b, void *p);
+    /* dst = src, in order with the ops around it (the host does not wait):
+     * either side device memory or alloc_host's memory. */
+    void (*copy)(struct backend *b, void *dst, const void *src, size_t bytes);
     void (*zero)(struct backend *b, struct tensor *t);
     /* dst = src converted (bf16/f16/f32, same numel). */
     void (*convert)(struct backend *b, struct tensor *dst, const struct tensor *src);

@@ -85,6 +85,7 @@ static void end(struct profiled *p, const char *key, double t0)
 #define IN prof_of(b)->inner
 TIMED_VOID(upload, (struct backend *b, void *dst, const void *host, size_t bytes), (IN, dst, host, bytes))
 TIMED_VOID(download, (struct backend *b, void *host, const void *src, size_t bytes), (IN, host, src, bytes))
+TIMED_VOID(copy, (struct backend *b, void *dst, const void *src, size_t bytes), (IN, dst, src, bytes))
 TIMED_VOID(zero, (struct backend *b, struct tensor *t), (IN, t))
 TIMED_VOID(convert, (struct backend *b, struct tensor *dst, const struct tensor *src), (IN, dst, src))
 TIMED_VOID(add_bias, (struct backend *b, struct tensor *y, const struct tensor *bias), (IN, y, bias))
@@ -236,6 +237,9 @@ static void p_free(struct backend *b, void *ptr)
     b->bytes_in_use = p->inner->bytes_in_use;
 }
 
+static void *p_alloc_host(struct backend *b, size_t bytes) { return prof_of(b)->inner->alloc_host(prof_of(b)->inner, bytes); }
+static void p_free_host(struct backend *b, void *ptr) { prof_of(b)->inner->free_host(prof_of(b)->inner, ptr); }
+
 struct backend *backend_profiled(struct backend *inner)
 {
     struct profiled *p = calloc(1, sizeof *p);
@@ -244,7 +248,7 @@ struct backend *backend_profiled(struct backend *inner)
     p->inner = inner;
     p->base = (struct backend){
         .name = inner->name, .bytes_in_use = inner->bytes_in_use, .bytes_peak = inner->bytes_peak,
-        .check = p_check, .alloc = p_alloc, .free = p_free, .upload = p_upload, .download = p_download,
+        .check = p_check, .alloc = p_alloc, .free = p_free, .upload = p_upload, .download = p_download, .copy = p_copy,
         .zero = p_zero, .convert = p_convert, .matmul = p_matmul, .matmul_add = p_matmul_add,
         .add_bias = p_add_bias, .bias_backward = p_bias_backward, .axpy = p_axpy, .embedding = p_embedding,
         .embedding_backward = p_embedding_backward, .rmsnorm = p_rmsnorm, .rmsnorm_backward = p_rmsnorm_backward,
@@ -254,6 +258,8 @@ struct backend *backend_profiled(struct backend *inner)
         .adamw = p_adamw, .sum_squares = p_sum_squares, .scale = p_scale,
     };
     /* An op the inner backend lacks stays missing, so callers see what it can do. */
+    if (inner->alloc_host)
+        p->base.alloc_host = p_alloc_host, p->base.free_host = p_free_host;
     if (inner->moe_topk) {
         p->base.moe_topk = p_moe_topk, p->base.moe_topk_backward = p_moe_topk_backward;
         p->base.moe_group = p_moe_group, p->base.moe_gather = p_moe_gather, p->base.moe_scatter = p_moe_scatter;

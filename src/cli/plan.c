@@ -13,7 +13,7 @@
 enum {
     OPT_MODEL, OPT_PARAMS, OPT_METHOD, OPT_R, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_LAYERS,
     OPT_BASE_DTYPE, OPT_NO_DQ, OPT_OPTIMIZER, OPT_CKPT, OPT_SEQ, OPT_MB, OPT_GA, OPT_GPUS, OPT_ZERO,
-    OPT_OFFLOAD, OPT_PLACEMENT, OPT_GPU, OPT_FIND, OPT_INSTANCES, OPT_EXPLAIN, OPT_ATTN, OPT_JSON,
+    OPT_OFFLOAD, OPT_OFFLOAD_CKPT, OPT_PLACEMENT, OPT_GPU, OPT_FIND, OPT_INSTANCES, OPT_EXPLAIN, OPT_ATTN, OPT_JSON,
     OPT_SVG, OPT_BUFFERS, OPT_HELP, OPT_COUNT
 };
 
@@ -37,6 +37,7 @@ static const struct cli_opt plan_opts[] = {
     [OPT_GPUS] = {"--gpus", "N", "GPUs (default 1)"},
     [OPT_ZERO] = {"--zero", "S", "ZeRO stage 0-3 over the GPUs (default 0: DDP)"},
     [OPT_OFFLOAD] = {"--offload", "W", "none, optimizer, or params (ZeRO-3) to CPU memory"},
+    [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL, "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"},
     [OPT_PLACEMENT] = {"--placement", "P", "replicate (default) or layers: spread frozen layers over the GPUs"},
     [OPT_GPU] = {"--gpu", "NAME", "check the fit on this GPU (h100-80, h200-141, a100-80, rtx4090-24, ...)"},
     [OPT_FIND] = {"--find", NULL, "with --gpu: the largest micro-batch and longest sequence that fit"},
@@ -160,6 +161,7 @@ static int parse_plan_flags(int argc, char **argv, struct plan_report *r, bool *
                 return -1;
             rc->offload = (enum offload)c;
             break;
+        case OPT_OFFLOAD_CKPT: rc->offload_checkpoints = true; break;
         case OPT_PLACEMENT:
             if (strcmp(v, "replicate") && strcmp(v, "layers"))
                 return err_set(err, "--placement: '%s' is not one of replicate, layers", v);

@@ -18,7 +18,8 @@
 enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP, T_WD, T_CLIP,
-    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
+    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_OFFLOAD_CKPT,
+    T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -53,6 +54,8 @@ static const struct cli_opt train_opts[] = {
     [T_LOG_STEPS] = {"--logging-steps", "N", "progress line every N steps off a terminal (default 1)"},
     [T_SEED] = {"--seed", "N", "seed of LoRA init, dropout, split and shuffle (default 42)"},
     [T_CKPT] = {"--grad-ckpt", "P", "gradient checkpointing: none (default), full, or selective (matmul outputs kept)"},
+    [T_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL,
+                        "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"},
     [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_RSLORA] = {"--rslora", NULL, "rank-stabilized LoRA: scale alpha / sqrt(r) (PEFT's use_rslora)"},
@@ -172,6 +175,7 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
             return err_set(err, "--grad-ckpt: '%s' is not one of none, full, selective", v);
         rc->grad_ckpt = (enum grad_ckpt)c;
         return 0;
+    case T_OFFLOAD_CKPT: rc->offload_checkpoints = true; return 0;
     case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;
     case T_RSLORA: rc->use_rslora = true; return 0;
     case T_DEVICE:

@@ -227,6 +227,10 @@ static void declare_activations(struct ctx *c)
     plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + 1, 1, PLAN_PLACE_EVERY_RANK,
              "batch.{input_ids,labels,positions,seq_starts}");
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, s->layers, PLAN_PLACE_LAYER, "layers.*.input");
+    if (c->rc->offload_checkpoints) { /* in host memory; the layers compute on two device copies in turn */
+        plan_keep_on_host(p, "layers.*.input");
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 2, PLAN_PLACE_EVERY_RANK, "layers.*.input.device");
+    }
     if (c->rc->grad_ckpt == GRAD_CKPT_FULL)
         declare_layer_saved(c, "recompute", 1, PLAN_PLACE_EVERY_RANK);
     else

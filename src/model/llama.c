@@ -96,6 +96,27 @@ static struct moe_acts moe_views(const struct llama *m, const char *pre, int64_t
     return a;
 }
 
+/* Layer l's input where the layers compute on it: its checkpoint, or, when
+ * the checkpoints are in host memory, one of two device buffers in turn. */
+static struct tensor layer_input(const struct llama *m, int64_t l, int64_t T)
+{
+    if (m->rc.offload_checkpoints)
+        return view(m, "layers.*.input.device", l % 2, 0, T, m->spec->hidden);
+    return view(m, "layers.*.input", l, 0, T, m->spec->hidden);
+}
+
+/* With the checkpoints in host memory: layer l's input sent there (after
+ * the forward wrote it) or back (before backward recomputes the layer), in
+ * order with the layers' ops. */
+static void checkpoint_move(struct llama *m, int64_t l, int64_t T, bool to_host)
+{
+    if (!m->rc.offload_checkpoints)
+        return;
+    struct tensor dev = layer_input(m, l, T), host = view(m, "layers.*.input", l, 0, T, m->spec->hidden);
+    size_t bytes = (size_t)dtype_bytes(dev.dtype, tensor_numel(&dev));
+    m->be->copy(m->be, to_host ? host.data : dev.data, to_host ? dev.data : host.data, bytes);
+}
+
 static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T, bool recompute)
 {
     const struct model_spec *s = m->spec;
@@ -103,7 +124,7 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
     int64_t in = recompute ? 0 : l, C = s->hidden, I = s->intermediate;
     int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
     struct layer_acts a;
-    a.x = view(m, "layers.*.input", l, 0, T, C);
+    a.x = layer_input(m, l, T);
     a.rstd1 = viewf(m, in, T, 1, "%s.input_layernorm.rstd", pre);
     a.xn1 = viewf(m, in, T, C, "%s.input_layernorm.out", pre);
     if (!a.xn1.data)
@@ -446,7 +467,7 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     be->upload(be, dev, host, sizeof(int32_t) * (size_t)(3 * T + batch->sequences + 1));
     free(host);
     struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
-    struct tensor x0 = view(m, "layers.*.input", 0, 0, T, C);
+    struct tensor x0 = layer_input(m, 0, T);
     if (embed_tokens(m, &x0, &ids, batch->ids, err))
         return -1;
     struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
@@ -455,9 +476,9 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
     bool recompute = m->rc.grad_ckpt == GRAD_CKPT_FULL;
     for (int64_t l = 0; l < s->layers; l++) {
+        checkpoint_move(m, l, T, true);
         struct layer_acts a = layer_views(m, l, T, recompute);
-        struct tensor out = l + 1 < s->layers ? view(m, "layers.*.input", l + 1, 0, T, C)
-                                              : view(m, "norm.input", 0, 0, T, C);
+        struct tensor out = l + 1 < s->layers ? layer_input(m, l + 1, T) : view(m, "norm.input", 0, 0, T, C);
         layer_forward(m, l, &a, &out, &sl, step);
     }
     struct tensor dres = view(m, "grad.residual", 0, 0, T, C);
@@ -468,6 +489,7 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
          * touches none of them): only the others are made again. */
         if (recompute && l < s->layers - 1) {
             struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
+            checkpoint_move(m, l, T, false);
             layer_forward(m, l, &a, &scratch_out, &sl, step);
         }
         layer_backward(m, l, &a, &dres, &sl, step);
@@ -511,7 +533,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct tensor idt = tensor_1d(dev, DTYPE_I32, n);
     struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
 
-    struct tensor x = view(m, "layers.*.input", 0, 0, n, C), out = view(m, "norm.input", 0, 0, n, C);
+    struct tensor x = layer_input(m, 0, n), out = view(m, "norm.input", 0, 0, n, C);
     if (embed_tokens(m, &x, &idt, ids, err))
         return -1;
     int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};

@@ -35,7 +35,8 @@ int plan_arena_alloc(struct plan_arena *a, const struct mem_plan *plan, struct b
         be->zero(be, &whole);
     }
     if (plan->host_bytes) {
-        if (!(a->host = aligned_alloc(PLAN_ALIGN, (size_t)plan->host_bytes))) {
+        size_t bytes = (size_t)plan->host_bytes;
+        if (!(a->host = be->alloc_host ? be->alloc_host(be, bytes) : aligned_alloc(PLAN_ALIGN, bytes))) {
             plan_arena_free(a);
             return err_set(err, "cannot allocate %lld bytes of host memory for offloaded buffers",
                            (long long)plan->host_bytes);
@@ -50,7 +51,10 @@ void plan_arena_free(struct plan_arena *a)
     for (int c = 0; c < PLAN_CATEGORY_COUNT; c++)
         if (a->block[c])
             a->be->free(a->be, a->block[c]);
-    free(a->host);
+    if (a->host && a->be->free_host)
+        a->be->free_host(a->be, a->host);
+    else
+        free(a->host);
     memset(a->block, 0, sizeof a->block);
     a->host = NULL;
 }

@@ -153,6 +153,8 @@ int run_validate(const struct run_config *rc, const struct model_spec *spec, tun
                        dtype_name(rc->base_dtype));
     if (rc->zero && rc->gpus < 2)
         return err_set(err, "--zero %d shards over GPUs: it needs --gpus 2 or more", rc->zero);
+    if (rc->offload_checkpoints && rc->grad_ckpt != GRAD_CKPT_FULL)
+        return err_set(err, "--offload-checkpoints keeps full checkpointing's layer inputs: it needs --grad-ckpt full");
     if (rc->offload == OFFLOAD_PARAMS && rc->zero != 3)
         return err_set(err, "--offload params needs --zero 3 (parameters are offloaded shards)");
     if (rc->place_layers && (rc->gpus < 2 || rc->zero == 3))

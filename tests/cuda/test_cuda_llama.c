@@ -330,6 +330,13 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
         check_step(label, &g, golden_ref ? NULL : &c, golden_ref ? "transformers" : "cpu", &golden,
                    golden_ref ? want_sum : c.loss, count, f32 ? FP32_TOL : BF16_LOSS_TOL,
                    f32 ? FP32_TOL : spec.swiglu_limit > 0 ? BF16_CLAMPED_GRAD_TOL : BF16_GRAD_TOL);
+        if (ckpt) { /* the layers' inputs in host memory change where they wait, not what is computed */
+            r.offload_checkpoints = true;
+            struct step o = run_step(dir, adapter, &spec, &r, gpu, &b, scale, false);
+            snprintf(label, sizeof label, "cuda %s plan, ckpt in host memory", f32 ? "fp32" : "bf16");
+            check_step(label, &o, &g, "in device memory", NULL, g.loss, count, 1e-12, 1e-12);
+            step_free(&o);
+        }
         if (g.routes && c.routes)
             printf("       (%lld of %lld token-layers routed to other experts than on the CPU)\n",
                    (long long)routes_differing(&g, &c, spec.layers, b.tokens, spec.experts_per_token),

@@ -62,6 +62,7 @@ static struct backend cpu_backend = {
     .free = cpu_free,
     .upload = cpu_upload,
     .download = cpu_download,
+    .copy = cpu_upload,
     .zero = cpu_zero,
     .convert = cpu_convert,
     .matmul = cpu_matmul,

@@ -84,6 +84,26 @@ static void cuda_download(struct backend *b, void *host, const void *src, size_t
     CUDA_CHECK(cb, cudaStreamSynchronize(cb->stream));
 }
 
+static void *cuda_alloc_host(struct backend *b, size_t bytes)
+{
+    void *p = NULL;
+    (void)b;
+    return cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess ? p : NULL;
+}
+
+static void cuda_free_host(struct backend *b, void *p)
+{
+    (void)b;
+    cudaFreeHost(p);
+}
+
+static void cuda_copy(struct backend *b, void *dst, const void *src, size_t bytes)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    if (bytes)
+        CUDA_CHECK(cb, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cb->stream));
+}
+
 static void cuda_zero(struct backend *b, struct tensor *t)
 {
     struct cuda_backend *cb = cuda_of(b);
@@ -101,6 +121,9 @@ static const struct backend cuda_table = {
     .free = cuda_free,
     .upload = cuda_upload,
     .download = cuda_download,
+    .alloc_host = cuda_alloc_host,
+    .free_host = cuda_free_host,
+    .copy = cuda_copy,
     .zero = cuda_zero,
     .convert = cuda_convert,
     .matmul = cuda_matmul,
