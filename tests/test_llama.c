@@ -594,6 +594,62 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup_experts, teardown, dir),   \
         cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup_experts, teardown, dir)
 
+/* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
+ * experts' only in chosen ones (--expert-layers). Only those layers' experts
+ * carry LoRA; the adapter names them as PEFT matches them ("1.mlp.experts.
+ * gate_up_proj"), reads back to the same run and loads into it. */
+static void test_expert_layers(void **state)
+{
+    (void)state;
+    const char *dir = "tests/fixtures/tiny-gptoss";
+    struct fixture *f = fixture_open(dir, "tests/fixtures/tiny-gptoss/adapter_experts",
+                                     "tests/fixtures/tiny-gptoss/golden_experts.safetensors");
+    tune_err err = {{0}};
+    assert_int_equal(run_parse_expert_layers(&f->rc, &f->spec, "1", &err), 0);
+    f->rc.seq = 32;
+    struct llama m;
+    load_base(f, &m, &f->rc);
+    llama_init_lora(&m);
+    for (int i = 0; i < LAYOUT_MAX_LINEARS && m.lin[i].module; i++) {
+        bool expert = m.lin[i].component == COMPONENT_EXPERTS, attention = !strncmp(m.lin[i].module, "self_attn", 9);
+        assert_true(m.layers[0].lora[i].on == attention);
+        assert_true(m.layers[1].lora[i].on == (attention || expert));
+    }
+    char out[] = "/tmp/tune-expert-layers-XXXXXX";
+    assert_non_null(mkdtemp(out));
+    if (peft_save_adapter(&m, out, dir, &err))
+        fail_msg("%s", err.msg);
+    char path[512];
+    snprintf(path, sizeof path, "%s/adapter_config.json", out);
+    FILE *cfg = fopen(path, "r");
+    assert_non_null(cfg);
+    char text[8192] = "";
+    size_t n = fread(text, 1, sizeof text - 1, cfg);
+    fclose(cfg);
+    text[n] = 0;
+    assert_non_null(strstr(text, "\"1.mlp.experts.gate_up_proj\""));
+    assert_non_null(strstr(text, "\"1.mlp.experts.down_proj\""));
+    assert_null(strstr(text, "\"0.mlp.experts"));
+    struct run_config back;
+    run_config_default(&back, &f->spec);
+    if (peft_read_config(out, &f->spec, &back, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(back.targets, f->rc.targets);
+    assert_true(back.expert_layers_chosen && back.expert_layer_selected[1] && !back.expert_layer_selected[0]);
+    back.seq = 32;
+    struct llama again;
+    load_base(f, &again, &back);
+    if (peft_load_adapter(&again, out, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(again.plan.trainable_params, m.plan.trainable_params);
+    llama_free(&again);
+    llama_free(&m);
+    snprintf(path, sizeof path, "rm -rf %s", out);
+    assert_int_equal(system(path), 0);
+    st_file_close(&f->golden);
+    free(f);
+}
+
 /* gpt-oss with its experts kept in MXFP4 computes what it does with them
  * dequantized at load (the dequantization is exact: base/mxfp4.h): the same
  * loss and the same gradients, bit for bit, in a fraction of the weights'
@@ -648,6 +704,7 @@ int main(void)
         GPT_OSS_TESTS("tests/fixtures/tiny-gptoss"),
         cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
         cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
+        cmocka_unit_test(test_expert_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

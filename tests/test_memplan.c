@@ -258,6 +258,36 @@ static void test_invalid_runs(void **state)
     s = spec_of("gpt-oss-20b");
     assert_int_equal(run_parse_targets(&rc, &s, "all-linear", &err), 0);
     assert_int_equal(rc.targets, 1u << TARGET_Q | 1u << TARGET_K | 1u << TARGET_V | 1u << TARGET_O);
+    /* the experts' LoRA in chosen layers needs an expert target, and a model with experts */
+    assert_int_equal(run_parse_expert_layers(&rc, &s, "7", &err), 0);
+    assert_int_equal(plan_build(&p, &s, &rc, &err), -1);
+    assert_non_null(strstr(err.msg, "experts to --targets"));
+    assert_int_equal(run_parse_expert_layers(&rc, &s, "24", &err), -1);
+    struct model_spec dense = spec_of("llama-3.1-8b");
+    assert_int_equal(run_parse_expert_layers(&rc, &dense, "7", &err), -1);
+}
+
+/* The OpenAI cookbook's gpt-oss-20b LoRA: r8 on q, k, v, o of every layer and
+ * on the experts of layers 7, 15 and 23 only. */
+static void test_expert_layers(void **state)
+{
+    (void)state;
+    struct model_spec s = spec_of("gpt-oss-20b");
+    struct run_config rc;
+    run_config_default(&rc, &s);
+    tune_err err = {{0}};
+    rc.lora_r = 8;
+    assert_int_equal(run_parse_targets(&rc, &s, "all-linear,experts", &err), 0);
+    assert_int_equal(run_parse_expert_layers(&rc, &s, "7,15,23", &err), 0);
+    struct mem_plan p;
+    total_of(&s, &rc, &p);
+    int64_t C = 2880, I = 2880, E = 32, q = 64 * 64, kv = 8 * 64;
+    int64_t attention = 8 * ((C + q) + 2 * (C + kv) + (q + C)), experts = E * 8 * ((C + 2 * I) + (I + C));
+    assert_int_equal(p.trainable_params, 24 * attention + 3 * experts);
+    assert_true(run_layer_targeted(&rc, 7, "gate_up") && run_layer_targeted(&rc, 23, "down"));
+    assert_false(run_layer_targeted(&rc, 8, "gate_up") || run_layer_targeted(&rc, 8, "down"));
+    assert_true(run_layer_targeted(&rc, 8, "q"));
+    plan_free(&p);
 }
 
 int main(void)
@@ -267,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_zero_sharding),      cmocka_unit_test(test_gpt_oss_120b_on_h100),
         cmocka_unit_test(test_qlora_and_offload),  cmocka_unit_test(test_layer_placement),
         cmocka_unit_test(test_fit_search),         cmocka_unit_test(test_invalid_runs),
+        cmocka_unit_test(test_expert_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,8 +18,8 @@ layer inputs are in host memory: oss20b-b1-offload, oss120b-seeds-offload) run o
     clip_grad_norm_(1.0), the same tokens; full fine-tuning keeps fp32 weights under bf16
     autocast (what Trainer's bf16=True does). Gradient checkpointing: gradient_checkpointing_enable
     (use_reentrant=False).
-A row with hf=False has no transformers child (the reason is beside it in ROWS); a row with
-tune_skip has no tune child, its reason printed under the table with the rows' notes.
+A row with hf=False has no transformers child (the reason is beside it in ROWS); the rows'
+notes are printed under the table.
 tokens/s = tokens of the timed steps / their seconds (the device waited for before each clock
 reading), after --warmup steps. Memory: tune's plan total and what its backend held at peak
 (plan buffers + workspace); torch's max_memory_allocated and max_memory_reserved. MFU: model
@@ -47,9 +47,8 @@ ROWS = {
     "1b-full": dict(model="llama-3.2-1b", method="full", r=16, alpha=32, targets="all-linear", seq=2048, mb=4, ckpt="none"),
 }
 DEFAULT_ROWS = ",".join(ROWS)
-# Issue 7's gpt-oss rows: only when named in --rows. "q,k,v,o", not "all-linear": tune's all-linear takes "down",
-# which on gpt-oss is the experts' down_proj, while PEFT's all-linear there is q, k, v, o (router and experts are bare
-# parameters, not nn.Linear).
+# Issue 7's gpt-oss rows: only when named in --rows. PEFT's all-linear on gpt-oss is q, k, v, o (router and experts
+# are bare parameters, not nn.Linear), and so is tune's.
 ROWS.update({
     "oss20b-b1": dict(model="gpt-oss-20b", method="lora", r=16, alpha=32, targets="q,k,v,o", seq=2048, mb=1,
                       ckpt="none"),
@@ -58,14 +57,9 @@ ROWS.update({
     # The OpenAI cookbook's recipe (openai-cookbook articles/gpt-oss/fine-tune-transfomers.ipynb): r8 alpha16,
     # target_modules="all-linear" (q, k, v, o here) plus target_parameters on the experts' gate_up_proj and down_proj
     # of layers 7, 15 and 23 only; max_length 2048, per-device batch 4, grad-accum 4, gradient_checkpointing=True.
-    # tune cannot spell it: --targets names targets for every layer ("q,k,v,o,experts" would put LoRA on the experts
-    # of all 24 layers), and layer selection (`--target-layers`, run_parse_layers) restricts every target at once
-    # (run_layer_targeted) and is not an option of train_step: transformers+PEFT only.
-    "oss20b-cookbook": dict(model="gpt-oss-20b", method="lora", r=8, alpha=16, targets="q,k,v,o",
+    # tune: --targets all-linear,experts --expert-layers 7,15,23.
+    "oss20b-cookbook": dict(model="gpt-oss-20b", method="lora", r=8, alpha=16, targets="all-linear,experts",
                             expert_layers=(7, 15, 23), seq=2048, mb=4, ckpt="full",
-                            tune_skip="tune's --targets has no per-layer targets: the experts of layers 7, 15 and 23 "
-                                      "alone cannot be spelled ('experts' means every layer; --target-layers, which "
-                                      "train_step does not take, selects layers for all targets at once)",
                             note="the cookbook's grad-accum 4 is not run: train_step has no accumulation and both "
                                  "sides step the optimizer after each micro-batch of 4 x 2048 tokens; tokens/s is per "
                                  "micro-batch step, which accumulation does not change"),
@@ -161,8 +155,11 @@ def hf_child(row, cfg, steps, warmup):
         model.enable_input_require_grads()
     if not full:
         from peft import LoraConfig, get_peft_model
-        targets = list(HF_TARGETS.values()) if row["targets"] == "all-linear" else \
-            [HF_TARGETS[t] for t in row["targets"].split(",")]
+        # tune's all-linear is PEFT's: every nn.Linear of the layers, q, k, v, o alone on gpt-oss; "experts" is
+        # target_parameters below.
+        linear = ["q_proj", "k_proj", "v_proj", "o_proj"] if "num_local_experts" in cfg else list(HF_TARGETS.values())
+        targets = [m for t in row["targets"].split(",") if t != "experts"
+                   for m in (linear if t == "all-linear" else [HF_TARGETS[t]])]
         # PEFT matches a target parameter by its full name or a suffix after a ".": "7.mlp.experts.down_proj" is
         # model.layers.7's and not model.layers.17's (the cookbook's spelling).
         experts = [f"{layer}.mlp.experts.{p}" for layer in row.get("expert_layers", ())
@@ -213,6 +210,8 @@ def run_tune(row, steps, warmup):
            "--grad-ckpt", row["ckpt"], "--steps", str(steps), "--warmup", str(warmup)]
     if row.get("offload"):
         cmd.append("--offload-checkpoints")
+    if row.get("expert_layers"):
+        cmd += ["--expert-layers", ",".join(map(str, row["expert_layers"]))]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         tail = (p.stderr or p.stdout).strip().splitlines()
@@ -265,8 +264,7 @@ def main():
         cfg = preset_config(row["model"])
         flops = moe_flops_per_token if "num_local_experts" in cfg else model_flops_per_token
         _, step_flop = flops(cfg, row["seq"], row["method"])
-        t = {"error": "skipped (note below)", "reason": row["tune_skip"]} if "tune_skip" in row else \
-            run_tune(row, a.steps, a.warmup)
+        t = run_tune(row, a.steps, a.warmup)
         h = {"error": "skipped"} if a.skip_hf or not row.get("hf", True) else run_hf(name, a.steps, a.warmup)
         results.append({"row": name, "settings": row, "tune": t, "hf": h, "gemm_peak": peak, "gpu": gpu})
         tcol = (f"{t['tokens_per_s']:,.0f} | {100 * t['tokens_per_s'] * step_flop / peak:.1f}% | "
@@ -279,8 +277,7 @@ def main():
         ratio = f"{t['tokens_per_s'] / h['tokens_per_s']:.2f}x | {t['held_peak_bytes'] / h['reserved_bytes']:.2f}x" \
             if both else " | "
         print(f"| {name} | {tcol} | {hcol} | {ratio} |", flush=True)
-    notes = [f"- {n}: tune skipped: {ROWS[n]['tune_skip']}" for n in a.rows.split(",") if "tune_skip" in ROWS[n]]
-    notes += [f"- {n}: {ROWS[n]['note']}" for n in a.rows.split(",") if "note" in ROWS[n]]
+    notes = [f"- {n}: {ROWS[n]['note']}" for n in a.rows.split(",") if "note" in ROWS[n]]
     if notes:
         print("\n" + "\n".join(notes))
     if a.json:

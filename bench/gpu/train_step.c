@@ -14,7 +14,8 @@
  * --print-config it prints the preset's config.json instead, so that the
  * baseline builds the very same model. With --profile each op is timed on
  * its own (profile.h) and a table of where the step's time goes follows;
- * --offload-checkpoints keeps full checkpointing's layer inputs in host memory. */
+ * --offload-checkpoints keeps full checkpointing's layer inputs in host memory;
+ * --expert-layers 7,15,23 puts the experts' LoRA in those layers only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,8 +78,9 @@ int main(int argc, char **argv)
     rc.grad_ckpt = (enum grad_ckpt)ckpt;
     for (int i = 1; i < argc; i++)
         rc.offload_checkpoints = rc.offload_checkpoints || !strcmp(argv[i], "--offload-checkpoints");
+    const char *expert_layers = opt(argc, argv, "--expert-layers", NULL);
     if (run_parse_targets(&rc, &spec, opt(argc, argv, "--targets", "q,k,v,o"), &err) ||
-        run_validate(&rc, &spec, &err))
+        (expert_layers && run_parse_expert_layers(&rc, &spec, expert_layers, &err)) || run_validate(&rc, &spec, &err))
         die(err.msg);
     int steps = atoi(opt(argc, argv, "--steps", "10")), warmup = atoi(opt(argc, argv, "--warmup", "3"));
 

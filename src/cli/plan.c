@@ -11,7 +11,7 @@
 #include "cli/plan_report.h"
 
 enum {
-    OPT_MODEL, OPT_PARAMS, OPT_METHOD, OPT_R, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_LAYERS,
+    OPT_MODEL, OPT_PARAMS, OPT_METHOD, OPT_R, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_LAYERS, OPT_EXPERT_LAYERS,
     OPT_BASE_DTYPE, OPT_NO_DQ, OPT_OPTIMIZER, OPT_CKPT, OPT_SEQ, OPT_MB, OPT_GA, OPT_GPUS, OPT_ZERO,
     OPT_OFFLOAD, OPT_OFFLOAD_CKPT, OPT_PLACEMENT, OPT_GPU, OPT_FIND, OPT_INSTANCES, OPT_EXPLAIN, OPT_ATTN, OPT_JSON,
     OPT_SVG, OPT_BUFFERS, OPT_HELP, OPT_COUNT
@@ -27,6 +27,7 @@ static const struct cli_opt plan_opts[] = {
     [OPT_TARGETS] = {"--targets", "LIST", "q,k,v,o,gate,up,down,router,gate_up,experts,lm_head or all-linear "
                                           "(default q,k,v,o; full: every weight)"},
     [OPT_LAYERS] = {"--target-layers", "LIST", "only these layers, e.g. 7,15,23 (default all)"},
+    [OPT_EXPERT_LAYERS] = {"--expert-layers", "LIST", "the experts' LoRA only on these layers, e.g. 7,15,23 (gpt-oss; default: where the other targets are)"},
     [OPT_BASE_DTYPE] = {"--base-dtype", "T", "bf16, fp16, fp32, nf4 (qlora) or mxfp4 (gpt-oss experts, its default)"},
     [OPT_NO_DQ] = {"--no-double-quant", NULL, "qlora: keep the NF4 absmax in fp32"},
     [OPT_OPTIMIZER] = {"--optimizer", "O", "adamw, adamw-8bit or sgd (default adamw)"},
@@ -37,7 +38,8 @@ static const struct cli_opt plan_opts[] = {
     [OPT_GPUS] = {"--gpus", "N", "GPUs (default 1)"},
     [OPT_ZERO] = {"--zero", "S", "ZeRO stage 0-3 over the GPUs (default 0: DDP)"},
     [OPT_OFFLOAD] = {"--offload", "W", "none, optimizer, or params (ZeRO-3) to CPU memory"},
-    [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL, "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"},
+    [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL,
+                          "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"},
     [OPT_PLACEMENT] = {"--placement", "P", "replicate (default) or layers: spread frozen layers over the GPUs"},
     [OPT_GPU] = {"--gpu", "NAME", "check the fit on this GPU (h100-80, h200-141, a100-80, rtx4090-24, ...)"},
     [OPT_FIND] = {"--find", NULL, "with --gpu: the largest micro-batch and longest sequence that fit"},
@@ -92,7 +94,7 @@ static int parse_plan_flags(int argc, char **argv, struct plan_report *r, bool *
     }
     struct run_config *rc = &r->rc;
     run_config_default(rc, &r->spec);
-    const char *targets = NULL, *layers = NULL;
+    const char *targets = NULL, *layers = NULL, *expert_layers = NULL;
     bool dtype_given = false, targets_given = false;
     a.next = 0;
     while ((i = cli_next(&a, plan_opts, OPT_COUNT, &v, err)) >= 0) {
@@ -118,6 +120,7 @@ static int parse_plan_flags(int argc, char **argv, struct plan_report *r, bool *
             break;
         case OPT_TARGETS: targets = v; targets_given = true; break;
         case OPT_LAYERS: layers = v; break;
+        case OPT_EXPERT_LAYERS: expert_layers = v; break;
         case OPT_BASE_DTYPE:
             if ((c = dtype_parse(v)) < 0)
                 return err_set(err, "--base-dtype: unknown type '%s' (bf16, fp16, fp32, nf4, mxfp4)", v);
@@ -192,6 +195,8 @@ static int parse_plan_flags(int argc, char **argv, struct plan_report *r, bool *
     if (rc->method == METHOD_FULL && !targets_given)
         rc->targets = 0;
     if (targets && run_parse_targets(rc, &r->spec, targets, err))
+        return -1;
+    if (expert_layers && run_parse_expert_layers(rc, &r->spec, expert_layers, err))
         return -1;
     if (layers && run_parse_layers(rc, &r->spec, layers, err))
         return -1;

@@ -33,6 +33,13 @@ static cJSON *json_run(const struct run_config *rc)
     add_int(o, "zero", rc->zero);
     cJSON_AddStringToObject(o, "offload", run_offload_names[rc->offload]);
     cJSON_AddStringToObject(o, "placement", rc->place_layers ? "layers" : "replicate");
+    cJSON_AddBoolToObject(o, "offload_checkpoints", rc->offload_checkpoints);
+    if (rc->expert_layers_chosen) {
+        cJSON *layers = cJSON_AddArrayToObject(o, "expert_layers");
+        for (int l = 0; l < SPEC_MAX_LAYERS; l++)
+            if (rc->expert_layer_selected[l])
+                cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+    }
     return o;
 }
 

@@ -24,6 +24,15 @@ static void print_run(FILE *out, const struct plan_report *r)
                 fprintf(out, "%s%s", first ? "" : ",", run_target_name((enum target)t));
                 first = 0;
             }
+        if (rc->expert_layers_chosen) {
+            fprintf(out, " (experts in layers");
+            for (int l = 0, first = 1; l < SPEC_MAX_LAYERS; l++)
+                if (rc->expert_layer_selected[l]) {
+                    fprintf(out, "%s%d", first ? " " : ",", l);
+                    first = 0;
+                }
+            fprintf(out, ")");
+        }
     }
     fprintf(out, "%s: %s trainable (%.4g%%)\n", rc->all_layers ? "" : " (chosen layers)",
             units_fmt_count(p->trainable_params, b, sizeof b), 100.0 * (double)p->trainable_params / (double)p->params);

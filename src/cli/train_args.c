@@ -17,9 +17,9 @@
 
 enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
-    T_TARGETS, T_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP, T_WD, T_CLIP,
-    T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT, T_OFFLOAD_CKPT,
-    T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
+    T_TARGETS, T_LAYERS, T_EXPERT_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP,
+    T_WD, T_CLIP, T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT,
+    T_OFFLOAD_CKPT, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -36,6 +36,7 @@ static const struct cli_opt train_opts[] = {
     [T_DROPOUT] = {"--dropout", "P", "LoRA dropout (default 0.05)"},
     [T_TARGETS] = {"--targets", "LIST", "q,k,v,o,gate,up,down or all-linear (default q,k,v,o)"},
     [T_LAYERS] = {"--target-layers", "LIST", "only these layers (default all)"},
+    [T_EXPERT_LAYERS] = {"--expert-layers", "LIST", "the experts' LoRA only on these layers, e.g. 7,15,23 (gpt-oss; default: where the other targets are)"},
     [T_SEQ] = {"--seq", "N", "tokens per packed row; longer examples are truncated (default 512)"},
     [T_MB] = {"--micro-batch", "N", "rows per micro-batch (default 1)"},
     [T_GA] = {"--grad-accum", "N", "micro-batches per optimizer step (default 1)"},
@@ -145,6 +146,7 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
     case T_DROPOUT: return units_parse_real(v, "--dropout", 0, 0.999, &rc->lora_dropout, err);
     case T_TARGETS: return run_parse_targets(rc, &a->spec, v, err);
     case T_LAYERS: return run_parse_layers(rc, &a->spec, v, err);
+    case T_EXPERT_LAYERS: return run_parse_expert_layers(rc, &a->spec, v, err);
     case T_SEQ: return units_parse_int(v, "--seq", 2, 1 << 20, &rc->seq, err);
     case T_MB: return units_parse_int(v, "--micro-batch", 1, 1 << 16, &rc->micro_batch, err);
     case T_GA: return units_parse_int(v, "--grad-accum", 1, 1 << 20, &tc->grad_accum, err);

@@ -79,7 +79,7 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
     const cJSON *mods = cJSON_GetObjectItemCaseSensitive(cfg, "target_modules");
     if (!rc_ && !cJSON_IsArray(mods))
         rc_ = err_set(err, "target_modules: expected a list of module names");
-    char list[512] = "";
+    char list[4096] = ""; /* every name of target_modules and target_parameters, as --targets takes them */
     const cJSON *it, *names = rc_ ? NULL : mods;
     cJSON_ArrayForEach(it, names)
     {
@@ -93,16 +93,33 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
     const cJSON *params = rc_ ? NULL : cJSON_GetObjectItemCaseSensitive(cfg, "target_parameters");
     if (!cJSON_IsArray(params))
         params = NULL;
+    /* "7.mlp.experts.down_proj": layer 7's only; one set of layers for both expert targets */
+    bool chosen[SPEC_MAX_LAYERS] = {false}, with_layer = false, without = false;
     cJSON_ArrayForEach(it, params)
     {
         const char *p = cJSON_IsString(it) ? it->valuestring : "";
-        const char *t = !strcmp(p, "mlp.experts.gate_up_proj") ? "gate_up" : !strcmp(p, "mlp.experts.down_proj") ? "down" : NULL;
+        char *dot;
+        long layer = strtol(p, &dot, 10);
+        bool prefixed = dot != p && *dot == '.' && layer >= 0 && layer < spec->layers;
+        const char *name = prefixed ? dot + 1 : p;
+        const char *t = !strcmp(name, "mlp.experts.gate_up_proj") ? "gate_up"
+                        : !strcmp(name, "mlp.experts.down_proj") ? "down" : NULL;
         if (!t) {
             char shown[ERR_SHOWN_SIZE];
             rc_ = err_set(err, "target_parameters: '%s' is not an expert parameter tune trains", err_shown(shown, p));
             break;
         }
+        if (prefixed)
+            chosen[layer] = with_layer = true;
+        else
+            without = true;
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", t);
+    }
+    if (!rc_ && with_layer && without)
+        rc_ = err_set(err, "target_parameters: some name layers and some do not; tune takes one or the other");
+    if (!rc_ && with_layer) {
+        rc->expert_layers_chosen = true;
+        memcpy(rc->expert_layer_selected, chosen, sizeof chosen);
     }
     if (!rc_) {
         rc->method = METHOD_LORA;
@@ -191,9 +208,16 @@ static int write_config(const struct llama *m, const char *dir, const char *base
     cJSON *params = m->spec->experts ? cJSON_AddArrayToObject(c, "target_parameters") : NULL;
     for (int i = 0; i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
         bool on = false;
-        for (int64_t l = 0; l < m->spec->layers; l++)
+        for (int64_t l = 0; l < m->spec->layers; l++) {
             on |= m->layers[l].lora[i].on;
-        if (on)
+            /* experts of chosen layers: PEFT matches "7.mlp.experts.down_proj" as a suffix of the parameter's name */
+            if (is_expert(m, i) && m->rc.expert_layers_chosen && m->layers[l].lora[i].on) {
+                char name[96];
+                snprintf(name, sizeof name, "%lld.%s", (long long)l, m->lin[i].module);
+                cJSON_AddItemToArray(params, cJSON_CreateString(name));
+            }
+        }
+        if (on && !(is_expert(m, i) && m->rc.expert_layers_chosen))
             cJSON_AddItemToArray(is_expert(m, i) ? params : targets,
                                  cJSON_CreateString(is_expert(m, i) ? m->lin[i].module : leaf(m->lin[i].module)));
     }

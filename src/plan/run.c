@@ -106,31 +106,52 @@ int run_parse_targets(struct run_config *rc, const struct model_spec *spec, cons
     return 0;
 }
 
-int run_parse_layers(struct run_config *rc, const struct model_spec *spec, const char *list,
-                     tune_err *err)
+/* "7,15,23" into selected[] (cleared first); flag names the option in errors. */
+static int parse_layer_list(const struct model_spec *spec, const char *list, const char *flag, bool *selected,
+                            tune_err *err)
 {
     char copy[2048], *save = NULL;
     snprintf(copy, sizeof copy, "%s", list);
-    memset(rc->layer_selected, 0, sizeof rc->layer_selected);
+    memset(selected, 0, sizeof(bool) * SPEC_MAX_LAYERS);
     int count = 0;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *end;
         long v = strtol(tok, &end, 10);
         if (end == tok || *end || v < 0 || v >= spec->layers)
-            return err_set(err, "--target-layers: '%s' is not a layer index in [0, %lld)", tok,
-                           (long long)spec->layers);
-        rc->layer_selected[v] = true;
+            return err_set(err, "%s: '%s' is not a layer index in [0, %lld)", flag, tok, (long long)spec->layers);
+        selected[v] = true;
         count++;
     }
-    if (!count)
-        return err_set(err, "--target-layers: empty list");
+    return count ? 0 : err_set(err, "%s: empty list", flag);
+}
+
+int run_parse_layers(struct run_config *rc, const struct model_spec *spec, const char *list,
+                     tune_err *err)
+{
+    if (parse_layer_list(spec, list, "--target-layers", rc->layer_selected, err))
+        return -1;
     rc->all_layers = false;
+    return 0;
+}
+
+int run_parse_expert_layers(struct run_config *rc, const struct model_spec *spec, const char *list,
+                            tune_err *err)
+{
+    if (!spec->experts)
+        return err_set(err, "--expert-layers: %s has no experts", spec->name);
+    if (parse_layer_list(spec, list, "--expert-layers", rc->expert_layer_selected, err))
+        return -1;
+    rc->expert_layers_chosen = true;
     return 0;
 }
 
 bool run_layer_targeted(const struct run_config *rc, int64_t layer, const char *target)
 {
     if (!rc->all_layers && !rc->layer_selected[layer])
+        return false;
+    /* set only for models with experts, whose "down" is the experts' too */
+    if (rc->expert_layers_chosen && !rc->expert_layer_selected[layer] &&
+        (!strcmp(target, "gate_up") || !strcmp(target, "down")))
         return false;
     if (rc->method == METHOD_FULL && rc->targets == 0)
         return true;
@@ -153,6 +174,9 @@ int run_validate(const struct run_config *rc, const struct model_spec *spec, tun
                        dtype_name(rc->base_dtype));
     if (rc->zero && rc->gpus < 2)
         return err_set(err, "--zero %d shards over GPUs: it needs --gpus 2 or more", rc->zero);
+    if (rc->expert_layers_chosen && (rc->method == METHOD_FULL || !(rc->targets & (1u << TARGET_GATE_UP |
+                                                                                     1u << TARGET_DOWN))))
+        return err_set(err, "--expert-layers chooses where the experts' LoRA goes: add experts to --targets");
     if (rc->offload_checkpoints && rc->grad_ckpt != GRAD_CKPT_FULL)
         return err_set(err, "--offload-checkpoints keeps full checkpointing's layer inputs: it needs --grad-ckpt full");
     if (rc->offload == OFFLOAD_PARAMS && rc->zero != 3)

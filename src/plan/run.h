@@ -35,6 +35,8 @@ struct run_config {
     uint32_t targets;                    /* bit (1 << TARGET_x) */
     bool all_layers;                     /* else only layer_selected[] */
     bool layer_selected[SPEC_MAX_LAYERS];
+    bool expert_layers_chosen;           /* the experts' LoRA only on expert_layer_selected[] layers */
+    bool expert_layer_selected[SPEC_MAX_LAYERS];
     enum dtype base_dtype;     /* bf16, f16, f32, nf4 (qlora) or mxfp4 (gpt-oss experts) */
     bool double_quant;         /* qlora: quantize the NF4 absmax too */
     enum optimizer optimizer;
@@ -62,6 +64,11 @@ int run_parse_targets(struct run_config *rc, const struct model_spec *spec, cons
 /* Parses "7,15,23" into rc->layer_selected. */
 int run_parse_layers(struct run_config *rc, const struct model_spec *spec, const char *list,
                      tune_err *err);
+/* Parses "7,15,23" into rc->expert_layer_selected: the experts' LoRA (gpt-oss)
+ * on those layers only, the other targets where they are (the OpenAI
+ * cookbook's recipe). */
+int run_parse_expert_layers(struct run_config *rc, const struct model_spec *spec, const char *list,
+                            tune_err *err);
 
 /* Checks the combination (qlora needs nf4, zero 3 with gpus > 1, mxfp4 only for
  * gpt-oss experts, ...). */
