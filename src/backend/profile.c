@@ -237,8 +237,17 @@ static void p_free(struct backend *b, void *ptr)
     b->bytes_in_use = p->inner->bytes_in_use;
 }
 
-static void *p_alloc_host(struct backend *b, size_t bytes) { return prof_of(b)->inner->alloc_host(prof_of(b)->inner, bytes); }
-static void p_free_host(struct backend *b, void *ptr) { prof_of(b)->inner->free_host(prof_of(b)->inner, ptr); }
+static void *p_alloc_host(struct backend *b, size_t bytes)
+{
+    struct backend *in = prof_of(b)->inner;
+    return in->alloc_host(in, bytes);
+}
+
+static void p_free_host(struct backend *b, void *ptr)
+{
+    struct backend *in = prof_of(b)->inner;
+    in->free_host(in, ptr);
+}
 
 struct backend *backend_profiled(struct backend *inner)
 {

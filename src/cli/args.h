@@ -28,4 +28,9 @@ int cli_next(struct cli_args *a, const struct cli_opt *opts, int n_opts, const c
 void cli_print_help(FILE *out, const char *usage, const char *about, const struct cli_opt *opts,
                     int n_opts);
 
+/* Help of the run options `tune plan` and `tune train` share. */
+#define EXPERT_LAYERS_HELP                                                                                            \
+    "the experts' LoRA only on these layers, e.g. 7,15,23 (gpt-oss; default: where the other targets are)"
+#define OFFLOAD_CKPT_HELP "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"
+
 #endif

@@ -27,7 +27,7 @@ static const struct cli_opt plan_opts[] = {
     [OPT_TARGETS] = {"--targets", "LIST", "q,k,v,o,gate,up,down,router,gate_up,experts,lm_head or all-linear "
                                           "(default q,k,v,o; full: every weight)"},
     [OPT_LAYERS] = {"--target-layers", "LIST", "only these layers, e.g. 7,15,23 (default all)"},
-    [OPT_EXPERT_LAYERS] = {"--expert-layers", "LIST", "the experts' LoRA only on these layers, e.g. 7,15,23 (gpt-oss; default: where the other targets are)"},
+    [OPT_EXPERT_LAYERS] = {"--expert-layers", "LIST", EXPERT_LAYERS_HELP},
     [OPT_BASE_DTYPE] = {"--base-dtype", "T", "bf16, fp16, fp32, nf4 (qlora) or mxfp4 (gpt-oss experts, its default)"},
     [OPT_NO_DQ] = {"--no-double-quant", NULL, "qlora: keep the NF4 absmax in fp32"},
     [OPT_OPTIMIZER] = {"--optimizer", "O", "adamw, adamw-8bit or sgd (default adamw)"},
@@ -38,8 +38,7 @@ static const struct cli_opt plan_opts[] = {
     [OPT_GPUS] = {"--gpus", "N", "GPUs (default 1)"},
     [OPT_ZERO] = {"--zero", "S", "ZeRO stage 0-3 over the GPUs (default 0: DDP)"},
     [OPT_OFFLOAD] = {"--offload", "W", "none, optimizer, or params (ZeRO-3) to CPU memory"},
-    [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL,
-                          "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"},
+    [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL, OFFLOAD_CKPT_HELP},
     [OPT_PLACEMENT] = {"--placement", "P", "replicate (default) or layers: spread frozen layers over the GPUs"},
     [OPT_GPU] = {"--gpu", "NAME", "check the fit on this GPU (h100-80, h200-141, a100-80, rtx4090-24, ...)"},
     [OPT_FIND] = {"--find", NULL, "with --gpu: the largest micro-batch and longest sequence that fit"},

@@ -553,7 +553,8 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         be->rope(be, &q3, &m->rope, &sl, false);
         be->rope(be, &k3, &m->rope, &sl, false);
         int64_t cs[3] = {pos0 + n, s->kv_heads, s->head_dim};
-        struct tensor k2 = tensor_2d(kv->k[l], kv->dtype, pos0 + n, kvd), v2 = tensor_2d(kv->v[l], kv->dtype, pos0 + n, kvd);
+        struct tensor k2 = tensor_2d(kv->k[l], kv->dtype, pos0 + n, kvd);
+        struct tensor v2 = tensor_2d(kv->v[l], kv->dtype, pos0 + n, kvd);
         struct tensor kall = tensor_reshape(&k2, 3, cs), vall = tensor_reshape(&v2, 3, cs);
         const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
         be->attention_cached(be, &o3, &q3, &kall, &vall, sinks, pos0, L->window, m->attn_scale);

@@ -1313,7 +1313,8 @@ static void time_moe(const float *random)
     gpu->upload(gpu, t.offsets.data, off, sizeof off);
     struct tensor f = tensor_1d(track(gpu, (size_t)N * O * 4), DTYPE_F32, N * O);
     gpu->upload(gpu, f.data, random, (size_t)N * O * 4);
-    struct tensor a = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O), fa = tensor_1d(f.data, DTYPE_F32, N * O);
+    struct tensor a = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O);
+    struct tensor fa = tensor_1d(f.data, DTYPE_F32, N * O);
     struct tensor a1 = tensor_1d(a.data, DTYPE_BF16, N * O);
     gpu->convert(gpu, &a1, &fa);
     struct tensor c = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O);

@@ -204,7 +204,8 @@ static __device__ __forceinline__ void fp4_store(bf16 *dst, const fp4_block &b, 
         }
     } else if (b.valid) {
         /* 2^(scale - 127): 0 is a subnormal, 255 (2^128) is 2^127 * 2 */
-        float m1 = b.scale == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(254u << 23), m2 = b.scale ? 2.0f : 1.0f;
+        float m1 = b.scale == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(254u << 23);
+        float m2 = b.scale ? 2.0f : 1.0f;
         for (int i = 0; i < 16; i++) {
             uint32_t byte = q[i / 4] >> (8 * (i % 4)) & 0xff;
             w[i] = fp4_bf16(byte & 15, m1, m2) | fp4_bf16(byte >> 4, m1, m2) << 16;
