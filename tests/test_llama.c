@@ -650,6 +650,76 @@ static void test_expert_layers(void **state)
     free(f);
 }
 
+/* Replaces the first `from` in dir's adapter_config.json by `to`. */
+static void edit_adapter_config(const char *dir, const char *from, const char *to)
+{
+    char path[512], text[8192], edited[8192];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[n] = 0;
+    char *at = strstr(text, from);
+    assert_non_null(at);
+    snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    assert_non_null(fp = fopen(path, "w"));
+    fputs(edited, fp);
+    fclose(fp);
+}
+
+/* --target-layers: the adapter says which layers in PEFT's
+ * layers_to_transform, reads back to the same layers and loads; indices out
+ * of the model and per-module rank patterns are refused, naming the file. */
+static void test_target_layers_round_trip(void **state)
+{
+    (void)state;
+    const char *dir = "tests/fixtures/tiny-llama";
+    struct fixture *f = fixture_open(dir, "tests/fixtures/tiny-llama/adapter",
+                                     "tests/fixtures/tiny-llama/golden.safetensors");
+    tune_err err = {{0}};
+    assert_int_equal(run_parse_layers(&f->rc, &f->spec, "1", &err), 0);
+    f->rc.seq = 32;
+    struct llama m;
+    load_base(f, &m, &f->rc);
+    llama_init_lora(&m);
+    char out[] = "/tmp/tune-target-layers-XXXXXX";
+    assert_non_null(mkdtemp(out));
+    if (peft_save_adapter(&m, out, dir, &err))
+        fail_msg("%s", err.msg);
+    struct run_config back;
+    run_config_default(&back, &f->spec);
+    if (peft_read_config(out, &f->spec, &back, &err))
+        fail_msg("%s", err.msg);
+    assert_false(back.all_layers);
+    assert_true(back.layer_selected[1] && !back.layer_selected[0]);
+    back.seq = 32;
+    struct llama again;
+    load_base(f, &again, &back);
+    if (peft_load_adapter(&again, out, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(again.plan.trainable_params, m.plan.trainable_params);
+    llama_free(&again);
+    llama_free(&m);
+    /* PEFT also writes a single index */
+    edit_adapter_config(out, "[1]", "1");
+    run_config_default(&back, &f->spec);
+    assert_int_equal(peft_read_config(out, &f->spec, &back, &err), 0);
+    assert_true(!back.all_layers && back.layer_selected[1] && !back.layer_selected[0]);
+    edit_adapter_config(out, "\"layers_to_transform\":\t1", "\"layers_to_transform\":\t[1, 7]");
+    assert_int_equal(peft_read_config(out, &f->spec, &back, &err), -1);
+    assert_non_null(strstr(err.msg, "adapter_config.json: layers_to_transform: expected layer indices in [0, 2)"));
+    edit_adapter_config(out, "[1, 7]", "null");
+    edit_adapter_config(out, "\"rank_pattern\":\t{", "\"rank_pattern\":\t{\"q_proj\": 8");
+    assert_int_equal(peft_read_config(out, &f->spec, &back, &err), -1);
+    assert_non_null(strstr(err.msg, "rank_pattern: per-module ranks"));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    assert_int_equal(system(cmd), 0);
+    st_file_close(&f->golden);
+    free(f);
+}
+
 /* gpt-oss with its experts kept in MXFP4 computes what it does with them
  * dequantized at load (the dequantization is exact: base/mxfp4.h): the same
  * loss and the same gradients, bit for bit, in a fraction of the weights'
@@ -705,6 +775,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
         cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
         cmocka_unit_test(test_expert_layers),
+        cmocka_unit_test(test_target_layers_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,35 @@ static const char *leaf(const char *module)
     return dot ? dot + 1 : module;
 }
 
+/* layers_to_transform: null (every layer), one index or a list of them;
+ * PEFT's per-module rank and alpha patterns are not trained here. */
+static int read_layers(const cJSON *cfg, const struct model_spec *spec, struct run_config *rc, tune_err *err)
+{
+    static const char *const patterns[] = {"rank_pattern", "alpha_pattern"};
+    for (int p = 0; p < 2; p++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, patterns[p]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && !v->child))
+            return err_set(err, "%s: per-module ranks and alphas are not trained by tune; expected {}", patterns[p]);
+    }
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cfg, "layers_to_transform");
+    if (!layers || cJSON_IsNull(layers))
+        return 0;
+    bool one = cJSON_IsNumber(layers);
+    if (!one && !(cJSON_IsArray(layers) && layers->child))
+        return err_set(err, "layers_to_transform: expected null, a layer index or a non-empty list of them");
+    bool chosen[SPEC_MAX_LAYERS] = {false};
+    const cJSON *it;
+    for (it = one ? layers : layers->child; it; it = one ? NULL : it->next) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (v != (double)(int64_t)v || v < 0 || v >= (double)spec->layers)
+            return err_set(err, "layers_to_transform: expected layer indices in [0, %lld)", (long long)spec->layers);
+        chosen[(int64_t)v] = true;
+    }
+    rc->all_layers = false;
+    memcpy(rc->layer_selected, chosen, sizeof chosen);
+    return 0;
+}
+
 int peft_read_config(const char *dir, const struct model_spec *spec, struct run_config *rc, tune_err *err)
 {
     char path[4096];
@@ -121,6 +150,8 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
         rc->expert_layers_chosen = true;
         memcpy(rc->expert_layer_selected, chosen, sizeof chosen);
     }
+    if (!rc_)
+        rc_ = read_layers(cfg, spec, rc, err);
     if (!rc_) {
         rc->method = METHOD_LORA;
         rc->lora_alpha = alpha;
