@@ -105,7 +105,11 @@ expect 0 "examples    7 (0 dropped" -- tokenize --tokenizer $tok --data $dat/gra
     --template $dat/grading.template.json --eos "<|end_of_text|>"
 expect 0 "truncated   4 (to 200 tokens, keeping the start)" -- tokenize --tokenizer $tok \
     --data $dat/grading --template $dat/grading.template.json --max-length 200
-expect 0 "|5|/|5|.|<|eot_id|>" -- tokenize --tokenizer $tok --data $dat/chat.jsonl --chat-format llama3
+# chat records need a tokenizer with the format's special tokens (llama3_style lacks the header ones)
+chat_tok=examples/models/tiny-llama/tokenizer.json
+expect 0 "| 5|/|5|.|<|eot_id|>" -- tokenize --tokenizer $chat_tok --data $dat/chat.jsonl --chat-format llama3
+expect 1 "chat.jsonl:1: the llama3 chat format writes <|start_header_id|> as one special token, which the tokenizer" \
+    -- tokenize --tokenizer $tok --data $dat/chat.jsonl --chat-format llama3
 expect 1 "bad/invalid.jsonl:3: invalid JSON" -- tokenize --tokenizer $tok --data $dat/bad/invalid.jsonl
 expect 1 "record 1: prompt: field 'answer' is missing (in rubric_alignment[1])" -- tokenize \
     --tokenizer $tok --data $dat/bad/missing_field.json --template $dat/grading.template.json
@@ -341,7 +345,7 @@ out_has "tokens         1,348, 548 trained (40.7%)"
 out_has "length         min 58, median 211, p90 288, p99 288, max 289, mean 192.6"
 out_has "          129-256        3  ########################################"
 expect 0 "data           $dat/grading/train_1.json (1 file," -- inspect $dat/grading/train_1.json
-expect 0 "2  messages" -- inspect $dat/chat.jsonl --tokenizer $tok --chat-format llama3
+expect 0 "2  messages" -- inspect $dat/chat.jsonl --tokenizer $chat_tok --chat-format llama3
 out_has "examples       2 (0 dropped"
 expect 1 "messages: a chat record, but no chat format was given" -- inspect $dat/chat.jsonl --tokenizer $tok
 expect 1 "bad/invalid.jsonl:3: invalid JSON" -- inspect $dat/bad/invalid.jsonl

@@ -86,16 +86,21 @@ static void render_ok(const struct data_template *t, const cJSON *record, const 
 }
 
 /* Decodes tokens [from, to) of example e and compares with want. */
-static void expect_text(const struct dataset *d, size_t e, int32_t from, int32_t to,
-                        const char *want)
+static void expect_text_of(const struct tokenizer *t, const struct dataset *d, size_t e, int32_t from, int32_t to,
+                           const char *want)
 {
     tune_err err = {{0}};
     char *text;
     size_t len;
-    if (tok_decode(tok, d->ids + d->ex[e].off + from, (size_t)(to - from), 0, &text, &len, &err))
+    if (tok_decode(t, d->ids + d->ex[e].off + from, (size_t)(to - from), 0, &text, &len, &err))
         fail_msg("%s", err.msg);
     assert_string_equal(text, want);
     free(text);
+}
+
+static void expect_text(const struct dataset *d, size_t e, int32_t from, int32_t to, const char *want)
+{
+    expect_text_of(tok, d, e, from, to, want);
 }
 
 /* ---- templates --------------------------------------------------------------------------- */
@@ -304,11 +309,22 @@ static void test_text_and_chat_records(void **state)
     assert_int_equal(d.ex[1].trained, d.ex[1].len - 1);
     dataset_free(&d);
 
-    o = options(); /* chats: loss on each assistant span, through the end of its turn */
+    /* chats: loss on each assistant span, through the end of its turn, with a tokenizer
+     * that has llama3's special tokens (llama3_style lacks the header ones: refused) */
+    o = options();
     o.chat = true;
     o.chat_format = CHAT_FORMAT_LLAMA3;
     struct chat_options co = {.date = "2024-07-26"};
     o.chat_opt = &co;
+    expect_load_error(FIX "chat.jsonl", &o, "chat.jsonl:1: the llama3 chat format writes <|start_header_id|> as "
+                      "one special token, which the tokenizer does not have");
+    struct tokenizer *chat_tok;
+    tune_err err = {{0}};
+    if (tok_load(&chat_tok, "examples/models/tiny-llama/tokenizer.json", &err))
+        fail_msg("%s", err.msg);
+    o.tok = chat_tok;
+    int32_t chat_bos = tok_token_to_id(chat_tok, "<|begin_of_text|>");
+    int32_t chat_eot = tok_token_to_id(chat_tok, "<|eot_id|>");
     load_ok(&d, FIX "chat.jsonl", &o);
     assert_int_equal(d.n, 2);
     static const char *const want[2][2] = {{"Correct: 5/5.<|eot_id|>", NULL},
@@ -316,20 +332,21 @@ static void test_text_and_chat_records(void **state)
     for (size_t i = 0; i < d.n; i++) {
         const struct data_example *e = &d.ex[i];
         /* the template's BOS, once; no EOS after the turn's end */
-        assert_true(d.ids[e->off] == bos && d.ids[e->off + 1] != bos);
-        assert_int_equal(d.ids[e->off + e->len - 1], eot);
+        assert_true(d.ids[e->off] == chat_bos && d.ids[e->off + 1] != chat_bos);
+        assert_int_equal(d.ids[e->off + e->len - 1], chat_eot);
         int k = 0; /* each run of trained tokens is one assistant span */
         for (int32_t t = 0, end; t < e->len; t = end > t ? end : t + 1) {
             for (end = t; end < e->len && d.mask[e->off + end]; end++) {
             }
             if (end > t) {
                 assert_true(k < 2 && want[i][k]);
-                expect_text(&d, i, t, end, want[i][k++]);
+                expect_text_of(chat_tok, &d, i, t, end, want[i][k++]);
             }
         }
         assert_true(k == 2 || !want[i][k]);
     }
     dataset_free(&d);
+    tok_free(chat_tok);
 }
 
 /* ---- truncation -------------------------------------------------------------------------- */

@@ -110,9 +110,11 @@ static int encode_chat(struct example_buf *b, const cJSON *messages,
 {
     if (!o->chat)
         return err_set(err, "messages: a chat record, but no chat format was given");
-    struct chat_messages msgs;
+    struct chat_messages msgs = {0};
     struct chat_text t = {0};
     int rc = chat_messages_from_json(messages, &msgs, err);
+    if (rc == 0)
+        rc = chat_check_tokenizer(o->chat_format, o->tok, err);
     if (rc == 0)
         rc = chat_render(o->chat_format, msgs.items, msgs.count, o->chat_opt, &t, err);
     if (rc == 0)

@@ -2,6 +2,7 @@
  * renderers append to (text + loss spans). The formats themselves are in chat_<format>.c,
  * one file per template, so each reads next to the Jinja it mirrors. */
 #include "text/chat_impl.h"
+#include "text/tokenizer.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -11,14 +12,28 @@
 typedef int (*chat_render_fn)(const struct chat_message *msgs, size_t n,
                               const struct chat_options *opt, struct chat_out *o, tune_err *err);
 
+enum { MAX_MARKERS = 8 };
+
+/* generation_prompt: what the template appends for add_generation_prompt=True (Mistral's
+ * template has none: its text ends with the model's turn already open). markers: the
+ * special tokens the rendered text writes literally, which the tokenizer must match whole.
+ * turn_ends: the tokens the model ends its turn with. */
 static const struct {
     const char *name;
     chat_render_fn render;
+    const char *generation_prompt;
+    const char *markers[MAX_MARKERS];
+    const char *turn_ends[3];
 } formats[] = {
-    [CHAT_FORMAT_HARMONY] = {"harmony", chat_render_harmony},
-    [CHAT_FORMAT_LLAMA3] = {"llama3", chat_render_llama3},
-    [CHAT_FORMAT_CHATML] = {"chatml", chat_render_chatml},
-    [CHAT_FORMAT_MISTRAL] = {"mistral", chat_render_mistral},
+    [CHAT_FORMAT_HARMONY] = {"harmony", chat_render_harmony, "<|start|>assistant",
+                             {"<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>"},
+                             {"<|return|>", "<|call|>"}},
+    [CHAT_FORMAT_LLAMA3] = {"llama3", chat_render_llama3, "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                            {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
+                            {"<|eot_id|>"}},
+    [CHAT_FORMAT_CHATML] = {"chatml", chat_render_chatml, "<|im_start|>assistant\n",
+                            {"<|im_start|>", "<|im_end|>"}, {"<|im_end|>"}},
+    [CHAT_FORMAT_MISTRAL] = {"mistral", chat_render_mistral, "", {"<s>", "</s>"}, {"</s>"}},
 };
 static_assert(sizeof formats / sizeof formats[0] == CHAT_FORMAT_COUNT, "one entry per format");
 
@@ -48,6 +63,31 @@ int chat_format_parse(const char *name, enum chat_format *out, tune_err *err)
 const char *chat_format_name(enum chat_format format)
 {
     return (unsigned)format < CHAT_FORMAT_COUNT ? formats[format].name : "?";
+}
+
+const char *chat_generation_prompt(enum chat_format format)
+{
+    return (unsigned)format < CHAT_FORMAT_COUNT ? formats[format].generation_prompt : "";
+}
+
+int chat_turn_end_ids(enum chat_format format, const struct tokenizer *tok, int32_t ids[CHAT_MAX_TURN_ENDS])
+{
+    int n = 0;
+    for (int i = 0; (unsigned)format < CHAT_FORMAT_COUNT && i < CHAT_MAX_TURN_ENDS && formats[format].turn_ends[i]; i++)
+        if ((ids[n] = tok_token_to_id(tok, formats[format].turn_ends[i])) >= 0)
+            n++;
+    return n;
+}
+
+int chat_check_tokenizer(enum chat_format format, const struct tokenizer *tok, tune_err *err)
+{
+    for (int i = 0; (unsigned)format < CHAT_FORMAT_COUNT && i < MAX_MARKERS && formats[format].markers[i]; i++) {
+        const char *marker = formats[format].markers[i];
+        if (!tok_is_special(tok, tok_token_to_id(tok, marker)))
+            return err_set(err, "the %s chat format writes %s as one special token, which the tokenizer does "
+                           "not have (is --chat-format the model's own?)", formats[format].name, marker);
+    }
+    return 0;
 }
 
 const char *chat_role_name(enum chat_role role)

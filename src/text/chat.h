@@ -96,6 +96,22 @@ int chat_format_for_model(const char *model_type, int64_t vocab, enum chat_forma
 
 const char *chat_role_name(enum chat_role role);
 
+/* What the format's template appends for add_generation_prompt=True: the opening of the
+ * model's turn ("<|start|>assistant" in harmony; "" in mistral, whose text ends open). */
+const char *chat_generation_prompt(enum chat_format format);
+
+/* The ids of the tokens the model ends its turn with, those the tokenizer has: harmony's
+ * <|return|> (the final answer) and <|call|> (a tool call), llama3's <|eot_id|>, chatml's
+ * <|im_end|>, mistral's </s>. Returns how many. */
+enum { CHAT_MAX_TURN_ENDS = 3 };
+struct tokenizer;
+int chat_turn_end_ids(enum chat_format format, const struct tokenizer *tok, int32_t ids[CHAT_MAX_TURN_ENDS]);
+
+/* Fails, naming the token, when tok lacks one of the special tokens the format writes as
+ * literal text (harmony's <|start|>, llama3's <|eot_id|>, ...): rendered through such a
+ * tokenizer they would become ordinary text the model was never trained on. */
+int chat_check_tokenizer(enum chat_format format, const struct tokenizer *tok, tune_err *err);
+
 /* Renders n messages in the given format into *out (which the caller frees with
  * chat_text_free, also after a failure). opt may be NULL for every default. Fails, naming
  * the message ("messages[3]: ..."), where the template would raise or where it would
