@@ -286,6 +286,44 @@ expect 1 "gpt-oss trains LoRA on q, k, v, o and the experts for now" -- train $g
 expect 1 "gpt-oss trains LoRA on q, k, v, o and the experts for now" -- train $gptoss --method full --max-steps 1 \
     --output "$tmp/gptoss-full"
 
+# Harmony on gpt-oss: chat records render in harmony (the model's format) with the loss on the
+# assistant's part through <|return|>; the chat-format generation opens the assistant's turn and
+# stops at <|return|> or <|call|>. To see the stop, a copy of tiny-gptoss whose LM head scores
+# only those two (rows +1 and -1: one of them wins at every position) and whose
+# generation_config no longer lists them: without --chat-format it runs to --max-new.
+expect 0 "[<|start|>]|[as]|[s]|[i]|[st]|[an]|[t]|<|channel|>|f|in|al|<|message|>|S|co|re" -- tokenize \
+    --tokenizer examples/models/tiny-gptoss/tokenizer.json --data examples/data/chat.jsonl --chat-format harmony
+expect 0 "done       2 steps" -- train --model examples/models/tiny-gptoss --data examples/data/chat.jsonl --seq 512 \
+    --max-steps 2 --output "$tmp/harmony"
+cp -r examples/models/tiny-gptoss "$tmp/stops"
+python3 - "$tmp/stops" <<'PY' || fail "could not make the stop-token model"
+import json, struct, sys
+folder = sys.argv[1]
+tok = {t["content"]: t["id"] for t in json.load(open(f"{folder}/tokenizer.json"))["added_tokens"]}
+with open(f"{folder}/model.safetensors", "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    head = json.loads(f.read(n))["lm_head.weight"]
+    assert head["dtype"] == "BF16"
+    rows, cols = head["shape"]
+    f.seek(8 + n + head["data_offsets"][0])
+    one, minus = struct.pack("<H", 0x3F80), struct.pack("<H", 0xBF80)
+    f.write(b"".join((one if r == tok["<|return|>"] else minus if r == tok["<|call|>"] else b"\0\0") * cols
+                     for r in range(rows)))
+gen = json.load(open(f"{folder}/generation_config.json"))
+gen["eos_token_id"] = tok["<|endoftext|>"]
+json.dump(gen, open(f"{folder}/generation_config.json", "w"))
+PY
+checks=$((checks + 1))
+"$TUNE" generate --model "$tmp/stops" --chat-format harmony --prompt "Hi" --max-new 3 >"$tmp/out" 2>"$tmp/err"
+tail -c 20 "$tmp/out" | grep -qF "<|start|>assistant" && grep -qE "^generated 0 tokens, stopped at <\|(return|call)\|>$" "$tmp/err" ||
+    fail "generate --chat-format harmony did not stop at <|return|> or <|call|>: $(tail -c 60 "$tmp/out") $(cat "$tmp/err")"
+checks=$((checks + 1))
+"$TUNE" generate --model "$tmp/stops" --prompt "Hi" --max-new 3 >"$tmp/out" 2>"$tmp/err"
+grep -qF "generated 3 tokens, --max-new reached" "$tmp/err" ||
+    fail "generate without a chat format stopped: $(cat "$tmp/err")"
+expect 1 "harmony chat format writes <|start|> as one special token" -- generate --model examples/models/tiny-llama \
+    --chat-format harmony --prompt "Hi"
+
 # A --config YAML file holds the same flags; the command line overrides it.
 printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"
 expect 0 "done       2 steps" -- train --config "$tmp/run.yaml" --model examples/models/tiny-llama --output "$tmp/yaml" --max-steps 2

@@ -1,7 +1,10 @@
 /* tune generate: continues a prompt with a model (and adapter) over a KV
  * cache on the CPU or a GPU, greedy or sampled, stopping at the model's
  * end-of-sequence tokens or after --max-new tokens. The prompt is raw text,
- * tokenized as the tokenizer's post-processor makes it (BOS included). */
+ * tokenized as the tokenizer's post-processor makes it (BOS included), or with
+ * --chat-format a user message rendered as the model's chat template renders
+ * it with the generation prompt; then the turn's end tokens stop it too
+ * (harmony's <|return|> and <|call|>). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +17,17 @@
 #include "model/llama.h"
 #include "model/peft.h"
 #include "model/sample.h"
+#include "model/spec.h"
+#include "text/chat.h"
 
-enum { G_MODEL, G_ADAPTER, G_PROMPT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_DEVICE, G_HELP, G_COUNT };
+enum { G_MODEL, G_ADAPTER, G_PROMPT, G_CHAT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_DEVICE, G_HELP, G_COUNT };
 
 static const struct cli_opt gen_opts[] = {
     [G_MODEL] = {"--model", "DIR", "the base model folder"},
     [G_ADAPTER] = {"--adapter", "DIR", "a PEFT LoRA adapter to apply"},
     [G_PROMPT] = {"--prompt", "TEXT", "the text to continue"},
+    [G_CHAT] = {"--chat-format", "F", "the prompt is a user message in chat format F (harmony, llama3, chatml, "
+                                      "mistral; auto: the model's); stops at the end of the model's turn"},
     [G_MAX_NEW] = {"--max-new", "N", "tokens to generate at most (default 128)"},
     [G_TEMP] = {"--temperature", "T", "0 (default) is greedy"},
     [G_TOP_P] = {"--top-p", "P", "nucleus sampling mass (default 1.0)"},
@@ -34,6 +41,32 @@ struct gen_settings {
     double temperature, top_p;
 };
 
+/* The text to tokenize: --prompt as it is, or as a user turn of the chat
+ * format with the generation prompt after it; a chat format adds its turn
+ * ends to stop_ids. */
+static int prompt_text(const char **opt, const struct model_spec *spec, const struct tokenizer *tok, char **text,
+                       int32_t *stop_ids, int *n_stop, tune_err *err)
+{
+    if (!opt[G_CHAT])
+        return (*text = strdup(opt[G_PROMPT])) ? 0 : err_set(err, "out of memory");
+    enum chat_format format;
+    if (strcmp(opt[G_CHAT], "auto") ? chat_format_parse(opt[G_CHAT], &format, err)
+                                    : chat_format_for_model(spec_model_type(spec->arch), spec->vocab, &format, err))
+        return err_prefix(err, "--chat-format");
+    struct chat_message user = {.role = CHAT_ROLE_USER, .content = opt[G_PROMPT]};
+    struct chat_text t = {0};
+    if (chat_check_tokenizer(format, tok, err) || chat_render(format, &user, 1, NULL, &t, err)) {
+        chat_text_free(&t);
+        return err_prefix(err, "--chat-format");
+    }
+    const char *open = chat_generation_prompt(format);
+    if ((*text = malloc(t.len + strlen(open) + 1)))
+        snprintf(*text, t.len + strlen(open) + 1, "%s%s", t.text, open);
+    chat_text_free(&t);
+    *n_stop += chat_turn_end_ids(format, tok, stop_ids + *n_stop);
+    return *text ? 0 : err_set(err, "out of memory");
+}
+
 static int run(const char **opt, const struct gen_settings *g, tune_err *err)
 {
     struct model_spec spec;
@@ -45,11 +78,13 @@ static int run(const char **opt, const struct gen_settings *g, tune_err *err)
     struct backend *be = NULL;
     struct device_choice dc;
     float *logits = NULL;
-    int32_t eos[MODEL_MAX_EOS];
-    int n_eos, status = -1;
+    char *prompt = NULL;
+    int32_t stop_ids[MODEL_MAX_EOS + CHAT_MAX_TURN_ENDS];
+    int n_stop, status = -1;
     if (spec_resolve(&spec, opt[G_MODEL], err) || model_load_tokenizer(opt[G_MODEL], &tok, err) ||
-        (n_eos = model_eos_ids(opt[G_MODEL], tok, eos, err)) < 0 ||
-        tok_encode(tok, opt[G_PROMPT], strlen(opt[G_PROMPT]), TOK_ENCODE_ADD_SPECIAL, &ids, err))
+        (n_stop = model_eos_ids(opt[G_MODEL], tok, stop_ids, err)) < 0 ||
+        prompt_text(opt, &spec, tok, &prompt, stop_ids, &n_stop, err) ||
+        tok_encode(tok, prompt, strlen(prompt), opt[G_CHAT] ? 0 : TOK_ENCODE_ADD_SPECIAL, &ids, err))
         goto out;
     run_config_default(&rc, &spec);
     if (opt[G_ADAPTER] && peft_read_config(opt[G_ADAPTER], &spec, &rc, err))
@@ -74,12 +109,13 @@ static int run(const char **opt, const struct gen_settings *g, tune_err *err)
     if (llama_decode(&m, &kv, ids.v, (int64_t)ids.n, logits, err))
         goto out;
     size_t prompt_n = ids.n;
-    for (int64_t k = 0; k < g->max_new; k++) {
+    const char *stopped_at = NULL;
+    for (int64_t k = 0; k < g->max_new && !stopped_at; k++) {
         next = sample_token(logits, spec.vocab, g->temperature, g->top_p, &rng);
-        bool stop = false;
-        for (int e = 0; e < n_eos; e++)
-            stop |= next == eos[e];
-        if (stop)
+        for (int e = 0; e < n_stop && !stopped_at; e++)
+            if (next == stop_ids[e])
+                stopped_at = tok_id_to_token(tok, next);
+        if (stopped_at)
             break;
         if (ids.n == ids.cap) {
             int32_t *grown = realloc(ids.v, sizeof *grown * (ids.cap * 2 + 16));
@@ -99,10 +135,13 @@ static int run(const char **opt, const struct gen_settings *g, tune_err *err)
     size_t len = 0;
     if (tok_decode(tok, ids.v + prompt_n, ids.n - prompt_n, 0, &text, &len, err))
         goto out;
-    printf("%s%s\n", opt[G_PROMPT], text);
+    printf("%s%s\n", prompt, text);
     free(text);
+    fprintf(stderr, "generated %zu tokens, %s%s\n", ids.n - prompt_n, stopped_at ? "stopped at " : "--max-new reached",
+            stopped_at ? stopped_at : "");
     status = 0;
 out:
+    free(prompt);
     free(logits);
     if (kv.k)
         llama_kv_cache_free(&kv, &m);
