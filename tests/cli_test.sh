@@ -250,7 +250,8 @@ fi
 # gpt-oss end to end (examples/models/tiny-gptoss, bf16): LoRA on q, k, v, o
 # trains, lowers the loss, and the adapter loads back; LoRA on the experts trains too and
 # generates;
-# what is not built (router LoRA, full fine-tuning) is refused in one line. Six steps see different batches, so the eval loss of the whole set,
+# LoRA on the router trains and saves as PEFT's target_parameters; full fine-tuning (not
+# built) is refused in one line. Six steps see different batches, so the eval loss of the whole set,
 # base against adapter, is the firmer of the two loss checks.
 gptoss="--model examples/models/tiny-gptoss --data examples/data/grading --template examples/templates/grading.json
     --seq 128"
@@ -279,12 +280,15 @@ expect 0 "done       2 steps" -- train $gptoss --targets q,k,v,o,gate_up,down --
     --output "$tmp/gptoss-experts"
 expect 0 "Question:" -- generate --model examples/models/tiny-gptoss --adapter "$tmp/gptoss-experts/final" \
     --prompt "Question:" --max-new 8
-expect 1 "LoRA dropout on the experts: PEFT has none there" -- train $gptoss --targets gate_up --dropout 0.1 \
+expect 1 "LoRA dropout on the router and the experts: PEFT has none there" -- train $gptoss --targets gate_up --dropout 0.1 \
     --max-steps 1 --output "$tmp/gptoss-dropout"
-expect 1 "gpt-oss trains LoRA on q, k, v, o and the experts for now" -- train $gptoss --targets router \
-    --max-steps 1 --output "$tmp/gptoss-router"
-expect 1 "gpt-oss trains LoRA on q, k, v, o and the experts for now" -- train $gptoss --method full --max-steps 1 \
-    --output "$tmp/gptoss-full"
+expect 0 "done       1 steps" -- train $gptoss --targets q,router --dropout 0 --max-steps 1 --output "$tmp/gptoss-router"
+grep -qF '"target_parameters":	["mlp.router.weight"]' "$tmp/gptoss-router/final/adapter_config.json" ||
+    fail "the router's LoRA is not saved as PEFT's target_parameters"
+expect 1 "LoRA dropout on the router and the experts: PEFT has none there" -- train $gptoss --targets router \
+    --dropout 0.1 --max-steps 1 --output "$tmp/gptoss-router-dropout"
+expect 1 "gpt-oss trains LoRA for now (full fine-tuning is not built yet)" -- train $gptoss --method full \
+    --max-steps 1 --output "$tmp/gptoss-full"
 
 # Harmony on gpt-oss: chat records render in harmony (the model's format) with the loss on the
 # assistant's part through <|return|>; the chat-format generation opens the assistant's turn and

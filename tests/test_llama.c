@@ -86,12 +86,13 @@ static struct fixture *fixture_open(const char *dir, const char *adapter, const 
     return f;
 }
 
-static int setup(void **state)
+/* The fixture of dir with its adapter `name` and golden_name.safetensors. */
+static int setup_named(void **state, const char *name, const char *golden_name)
 {
     const char *dir = *state;
     char adapter[256], golden[256];
-    snprintf(adapter, sizeof adapter, "%s/adapter", dir);
-    snprintf(golden, sizeof golden, "%s/golden.safetensors", dir);
+    snprintf(adapter, sizeof adapter, "%s/%s", dir, name);
+    snprintf(golden, sizeof golden, "%s/%s.safetensors", dir, golden_name);
     struct fixture *f = fixture_open(dir, adapter, golden);
     f->rc.seq = st_file_find(&f->golden, "input_ids")->shape[0]; /* the packed batch in one row */
     f->rc.micro_batch = 1;
@@ -100,20 +101,13 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup(void **state) { return setup_named(state, "adapter", "golden"); }
+
 /* gpt-oss with LoRA on the experts too (PEFT's target_parameters). */
-static int setup_experts(void **state)
-{
-    const char *dir = *state;
-    char adapter[256], golden[256];
-    snprintf(adapter, sizeof adapter, "%s/adapter_experts", dir);
-    snprintf(golden, sizeof golden, "%s/golden_experts.safetensors", dir);
-    struct fixture *f = fixture_open(dir, adapter, golden);
-    f->rc.seq = st_file_find(&f->golden, "input_ids")->shape[0];
-    f->rc.micro_batch = 1;
-    load_model(f, &f->m, &f->rc);
-    *state = f;
-    return 0;
-}
+static int setup_experts(void **state) { return setup_named(state, "adapter_experts", "golden_experts"); }
+
+/* gpt-oss with LoRA on every target, the router's weight included. */
+static int setup_router(void **state) { return setup_named(state, "adapter_router", "golden_router"); }
 
 static struct llama_batch golden_batch(struct fixture *f)
 {
@@ -490,13 +484,17 @@ static void test_full_finetune_grads(void **state)
     llama_free(&m);
 }
 
-/* The adapter of `tune train` and transformers' logits with it on examples/models/tiny-llama. */
-#define ROUNDTRIP_ADAPTER "tests/fixtures/peft_roundtrip"
+/* Adapters of `tune train` and transformers' logits with them: {base model, adapter}. */
+static const char *const roundtrip_llama[2] = {"examples/models/tiny-llama", "tests/fixtures/peft_roundtrip"};
+/* LoRA on attention, the router, and the experts of layer 1 only (--expert-layers 1) */
+static const char *const roundtrip_gptoss[2] = {"examples/models/tiny-gptoss", "tests/fixtures/peft_roundtrip_gptoss"};
 
 static int setup_roundtrip(void **state)
 {
-    struct fixture *f =
-        fixture_open("examples/models/tiny-llama", ROUNDTRIP_ADAPTER, ROUNDTRIP_ADAPTER "/logits.safetensors");
+    const char *const *dirs = *state;
+    char logits[256];
+    snprintf(logits, sizeof logits, "%s/logits.safetensors", dirs[1]);
+    struct fixture *f = fixture_open(dirs[0], dirs[1], logits);
     const struct st_tensor *starts = st_file_find(&f->golden, "starts");
     assert_non_null(starts);
     const int32_t *s = starts->data;
@@ -526,7 +524,7 @@ static void decode_every_position(struct llama *m, const int32_t *ids, int64_t n
 }
 
 /* An adapter written by `tune train` (tests/fixtures/peft_roundtrip, on
- * examples/models/tiny-llama), loaded by PEFT, gives transformers the logits
+ * examples/models/tiny-llama; tests/fixtures/peft_roundtrip_gptoss), loaded by PEFT, gives transformers the logits
  * tune gives with it (tools/ref/make_peft_roundtrip.py): every position of
  * three sequences, each decoded token by token over its own cache, within a
  * relative L2 error of 1e-5 per sequence (fp32). And the adapter matters:
@@ -592,7 +590,9 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_three_adamw_steps, setup, teardown, dir),        \
         cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup_experts, teardown, dir), \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup_experts, teardown, dir),   \
-        cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup_experts, teardown, dir)
+        cmocka_unit_test_prestate_setup_teardown(test_checkpointing_is_exact, setup_experts, teardown, dir), \
+        cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup_router, teardown, dir),    \
+        cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup_router, teardown, dir)
 
 /* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
  * experts' only in chosen ones (--expert-layers). Only those layers' experts
@@ -772,7 +772,10 @@ int main(void)
         FIXTURE_TESTS("tests/fixtures/tiny-llama"),
         FIXTURE_TESTS("tests/fixtures/tiny-qwen2"),
         GPT_OSS_TESTS("tests/fixtures/tiny-gptoss"),
-        cmocka_unit_test_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown,
+                                                 (void *)roundtrip_llama),
+        cmocka_unit_test_prestate_setup_teardown(test_peft_roundtrip_logits, setup_roundtrip, teardown,
+                                                 (void *)roundtrip_gptoss),
         cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
         cmocka_unit_test(test_expert_layers),
         cmocka_unit_test(test_target_layers_round_trip),

@@ -170,13 +170,13 @@ static int build_rope(struct llama *m, tune_err *err)
 int llama_supports(const struct model_spec *spec, const struct run_config *rc, const struct backend *be,
                    tune_err *err)
 {
-    /* transformers 5's gpt-oss router is no Linear, so PEFT could not load a LoRA on it. */
-    if (spec->experts && (rc->method != METHOD_LORA || rc->targets & 1u << TARGET_ROUTER))
-        return err_set(err, "%s: gpt-oss trains LoRA on q, k, v, o and the experts for now (full fine-tuning and "
-                            "LoRA on the router are not built yet)", spec->name);
-    if (spec->experts && rc->lora_dropout > 0 && rc->targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN))
-        return err_set(err, "%s: LoRA dropout on the experts: PEFT has none there (target_parameters); use "
-                            "--dropout 0", spec->name);
+    if (spec->experts && rc->method != METHOD_LORA)
+        return err_set(err, "%s: gpt-oss trains LoRA for now (full fine-tuning is not built yet)", spec->name);
+    /* the router and the experts are bare parameters in transformers 5: PEFT's target_parameters */
+    if (spec->experts && rc->lora_dropout > 0 &&
+        rc->targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN | 1u << TARGET_ROUTER))
+        return err_set(err, "%s: LoRA dropout on the router and the experts: PEFT has none there "
+                            "(target_parameters); use --dropout 0", spec->name);
     if (spec->experts && !be->moe_matmul)
         return err_set(err, "%s: the %s backend has no mixture-of-experts ops yet", spec->name, be->name);
     if (rc->method == METHOD_QLORA)

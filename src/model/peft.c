@@ -31,6 +31,11 @@ static const char *expert_module(const struct llama *m, int64_t l, int i)
 
 static bool is_expert(const struct llama *m, int i) { return m->lin[i].component == COMPONENT_EXPERTS; }
 
+/* transformers 5's gpt-oss router is no nn.Linear: PEFT wraps its weight
+ * (target_parameters), and names the LoRA as a Linear's, "mlp.router.lora_A". */
+#define ROUTER_PARAMETER "mlp.router.weight"
+static bool is_router(const struct llama *m, int i) { return m->lin[i].component == COMPONENT_ROUTER; }
+
 const char *peft_module(const struct llama *m, int64_t l, int i)
 {
     return is_expert(m, i) ? expert_module(m, l, i) : m->lin[i].module;
@@ -132,15 +137,17 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
         bool prefixed = dot != p && *dot == '.' && layer >= 0 && layer < spec->layers;
         const char *name = prefixed ? dot + 1 : p;
         const char *t = !strcmp(name, "mlp.experts.gate_up_proj") ? "gate_up"
-                        : !strcmp(name, "mlp.experts.down_proj") ? "down" : NULL;
+                        : !strcmp(name, "mlp.experts.down_proj") ? "down"
+                        : !strcmp(name, ROUTER_PARAMETER) && !prefixed ? "router" : NULL;
         if (!t) {
             char shown[ERR_SHOWN_SIZE];
-            rc_ = err_set(err, "target_parameters: '%s' is not an expert parameter tune trains", err_shown(shown, p));
+            rc_ = err_set(err, "target_parameters: '%s' is not a router or expert parameter tune trains",
+                          err_shown(shown, p));
             break;
         }
         if (prefixed)
             chosen[layer] = with_layer = true;
-        else
+        else if (strcmp(t, "router"))
             without = true;
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", t);
     }
@@ -249,8 +256,10 @@ static int write_config(const struct llama *m, const char *dir, const char *base
             }
         }
         if (on && !(is_expert(m, i) && m->rc.expert_layers_chosen))
-            cJSON_AddItemToArray(is_expert(m, i) ? params : targets,
-                                 cJSON_CreateString(is_expert(m, i) ? m->lin[i].module : leaf(m->lin[i].module)));
+            cJSON_AddItemToArray(is_expert(m, i) || is_router(m, i) ? params : targets,
+                                 cJSON_CreateString(is_expert(m, i)   ? m->lin[i].module
+                                                    : is_router(m, i) ? ROUTER_PARAMETER
+                                                                      : leaf(m->lin[i].module)));
     }
     if (m->rc.all_layers) {
         cJSON_AddNullToObject(c, "layers_to_transform");

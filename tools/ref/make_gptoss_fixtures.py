@@ -12,7 +12,9 @@ tests/fixtures/tiny-gptoss/README.md for every tensor):
     logits, three AdamW steps, two merged weights, and the gradient of every
     base parameter (full fine-tuning);
   - adapter_experts/ + golden_experts.safetensors: the same attention LoRA plus
-    PEFT's `target_parameters` LoRA on the experts' gate_up_proj and down_proj.
+    PEFT's `target_parameters` LoRA on the experts' gate_up_proj and down_proj;
+  - adapter_router/ + golden_router.safetensors: LoRA on every target, the
+    router's weight (`target_parameters`, "mlp.router.weight") included.
 Each sequence goes through the model on its own: transformers' GptOss does
 not isolate sequences packed in one row (its mask is built without the
 position ids), so the golden is what a correctly packed engine must give.
@@ -40,6 +42,7 @@ CONFIG = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=32, num_hidden
               attn_implementation="eager", experts_implementation="eager", dtype="float32")
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 EXPERTS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+ROUTER = "mlp.router.weight"  # transformers 5's router is no nn.Linear: PEFT wraps its weight
 # std of each kind of weight (name suffix -> std); norms are drawn around 1
 STD = {"embed_tokens.weight": 1.0, "lm_head.weight": 0.1, "self_attn.q_proj.weight": 0.15,
        "self_attn.k_proj.weight": 0.15, "self_attn.v_proj.weight": 0.15, "self_attn.o_proj.weight": 0.1,
@@ -372,14 +375,25 @@ def main():
     save_file(experts, os.path.join(OUT, "golden_experts.safetensors"))
     verify("adapter_experts", experts, seqs, labels, starts)
 
-    for name, g in [("golden", golden), ("golden_experts", experts)]:
+    # LoRA on every target: attention, the router's weight and the experts (PEFT target_parameters).
+    torch.manual_seed(3)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                      target_modules=ATTENTION, target_parameters=[ROUTER] + EXPERTS)
+    fresh = AutoModelForCausalLM.from_config(config).float()
+    fresh.load_state_dict(state)
+    router = dict(batch, **adapter_golden(fresh, lora, "adapter_router", seqs, labels, starts, count, steps=False))
+    router.update(merged("adapter_router", ["model.layers.0.mlp.router.weight"]))
+    save_file(router, os.path.join(OUT, "golden_router.safetensors"))
+    verify("adapter_router", router, seqs, labels, starts)
+
+    for name, g in [("golden", golden), ("golden_experts", experts), ("golden_router", router)]:
         print(name, "loss", float(g["loss_sum"]) / count, "steps", g.get("steps.loss", torch.tensor([])).tolist())
     sizes = {os.path.relpath(os.path.join(r, f), OUT): os.path.getsize(os.path.join(r, f))
              for r, _, fs in os.walk(OUT) for f in fs}
     for f, n in sorted(sizes.items()):
         print(f"{n:8d} {f}")
     print(f"{sum(sizes.values()):8d} in all")
-    assert sum(sizes.values()) < 1_000_000, "the fixture outgrew 1 MB"
+    assert sum(sizes.values()) < 1_200_000, "the fixture outgrew 1.2 MB"
 
 
 if __name__ == "__main__":
