@@ -304,10 +304,11 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
     int32_t count = *(const int32_t *)st_file_find(&golden, "count")->data;
     double want_sum = *(const float *)st_file_find(&golden, "loss_sum")->data;
     float scale = 1.0f / (float)count;
-    bool experts_trained = rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN);
+    /* the router and the experts: PEFT's target_parameters, which have no dropout */
+    bool parameters_trained = rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN | 1u << TARGET_ROUTER);
 
-    /* plain, then full checkpointing with LoRA dropout (none where the experts train: PEFT has no dropout on
-     * target_parameters); the fp32 plan plain against transformers, the rest against the CPU engine, which
+    /* plain, then full checkpointing with LoRA dropout (none where the router or experts train: PEFT has no
+     * dropout on target_parameters); the fp32 plan plain against transformers, the rest against the CPU engine, which
      * for the bf16 plan runs on the weights and adapter rounded to bf16 (the model that plan holds; on
      * tiny-gptoss rounding the weights alone moves the fp32 gradients by 2-5%) */
     for (int k = 0; k < 4; k++) {
@@ -315,7 +316,7 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
         struct run_config r = rc;
         r.base_dtype = f32 ? DTYPE_F32 : DTYPE_BF16;
         r.grad_ckpt = ckpt ? GRAD_CKPT_FULL : GRAD_CKPT_NONE;
-        r.lora_dropout = ckpt && !experts_trained ? 0.1 : 0.0;
+        r.lora_dropout = ckpt && !parameters_trained ? 0.1 : 0.0;
         struct step c = {0};
         if (!f32 || ckpt) {
             r.device = DEVICE_CPU;
@@ -400,6 +401,7 @@ int main(void)
     test_fixture("tests/fixtures/tiny-qwen2", "adapter", "golden.safetensors", gpu);
     test_fixture("tests/fixtures/tiny-gptoss", "adapter", "golden.safetensors", gpu);
     test_fixture("tests/fixtures/tiny-gptoss", "adapter_experts", "golden_experts.safetensors", gpu);
+    test_fixture("tests/fixtures/tiny-gptoss", "adapter_router", "golden_router.safetensors", gpu);
     test_mxfp4(gpu);
     printf("test_cuda_llama: %d of %d checks passed%s (device peak %.1f MiB beside a workspace of %zu MiB)\n",
            checks - failures, checks, failures ? "  FAILED" : "", (double)gpu->bytes_peak / (1 << 20),

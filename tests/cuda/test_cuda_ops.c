@@ -1290,7 +1290,9 @@ static void time_attention_backward(void *p)
 
 /* Where the first version stands, at llama-3.1-8b's shapes (T = 2048). */
 /* One grouped GEMM of gpt-oss-20b's experts at a 2048-token step: 32 experts
- * of 256 routed rows each, gate_up's shape (K 2880 in, O 5760 out). */
+ * of 256 routed rows each, gate_up's shape (K 2880 in, O 5760 out); then
+ * split as routing splits them, unevenly (240 and 272 rows in turn: every
+ * other expert's last row tile holds 16 rows). */
 struct moe_timing {
     struct tensor a, c, w, offsets;
     bool tw;
@@ -1306,11 +1308,16 @@ static void time_moe(const float *random)
 {
     const int64_t E = 32, rows = 256, N = E * rows, K = 2880, O = 5760, n = E * O * K;
     struct moe_timing t;
-    int32_t off[33];
-    for (int64_t e = 0; e <= E; e++)
-        off[e] = (int32_t)(e * rows);
-    t.offsets = tensor_1d(track(gpu, sizeof off), DTYPE_I32, E + 1);
-    gpu->upload(gpu, t.offsets.data, off, sizeof off);
+    int32_t off[2][33];
+    for (int64_t e = 0; e <= E; e++) {
+        off[0][e] = (int32_t)(e * rows);
+        off[1][e] = (int32_t)(e * rows + (e % 2 ? -16 : 0));
+    }
+    struct tensor offsets[2];
+    for (int split = 0; split < 2; split++) {
+        offsets[split] = tensor_1d(track(gpu, sizeof off[split]), DTYPE_I32, E + 1);
+        gpu->upload(gpu, offsets[split].data, off[split], sizeof off[split]);
+    }
     struct tensor f = tensor_1d(track(gpu, (size_t)N * O * 4), DTYPE_F32, N * O);
     gpu->upload(gpu, f.data, random, (size_t)N * O * 4);
     struct tensor a = tensor_2d(track(gpu, (size_t)N * O * 2), DTYPE_BF16, N, O);
@@ -1335,19 +1342,21 @@ static void time_moe(const float *random)
     }
     double flop = 2.0 * N * K * O;
     for (int q = 0; q < 2; q++)
-        for (int tw = 1; tw >= 0; tw--) {
-            t.w = q ? wq : wb;
-            t.tw = tw;
-            t.a = tw ? tensor_2d(a.data, DTYPE_BF16, N, K) : a;
-            t.c = tw ? c : tensor_2d(c.data, DTYPE_BF16, N, K);
-            if (!tw) { /* dX: a [N, O] w [O, K] */
-                t.w.shape[1] = O, t.w.shape[2] = K;
+        for (int tw = 1; tw >= 0; tw--)
+            for (int split = 0; split < 2; split++) {
+                t.offsets = offsets[split];
+                t.w = q ? wq : wb;
+                t.tw = tw;
+                t.a = tw ? tensor_2d(a.data, DTYPE_BF16, N, K) : a;
+                t.c = tw ? c : tensor_2d(c.data, DTYPE_BF16, N, K);
+                if (!tw) { /* dX: a [N, O] w [O, K] */
+                    t.w.shape[1] = O, t.w.shape[2] = K;
+                }
+                double sec = time_gpu(time_moe_matmul, &t, 5);
+                printf("  moe_matmul %s E=%lld N=%lld K=%lld O=%lld %s, %s rows: %.3f ms, %.0f TFLOP/s\n",
+                       q ? "mxfp4" : "bf16", (long long)E, (long long)N, (long long)K, (long long)O,
+                       tw ? "forward" : "input gradient", split ? "240/272" : "256", sec * 1e3, flop / sec * 1e-12);
             }
-            double sec = time_gpu(time_moe_matmul, &t, 5);
-            printf("  moe_matmul %s E=%lld N=%lld K=%lld O=%lld %s: %.3f ms, %.0f TFLOP/s\n", q ? "mxfp4" : "bf16",
-                   (long long)E, (long long)N, (long long)K, (long long)O, tw ? "forward" : "input gradient",
-                   sec * 1e3, flop / sec * 1e-12);
-        }
 }
 
 static void test_timing(void)
