@@ -68,11 +68,12 @@ static void test_totals_are_sums(void **state)
     assert_int_equal(host, p.host_bytes);
     /* bf16 weights of an 8B model: 2 bytes a parameter, norms and all, beside
      * the fp32 rotary table of seq x head_dim; the frozen input embedding
-     * (128256 x 4096, not tied) in host memory. */
+     * (128256 x 4096, not tied) in host memory, with the page-locked rows a
+     * step gathers from it (seq x hidden, bf16). */
     int64_t rope = find(&p, "rope.cos_sin")->bytes, embed = 2 * 128256LL * 4096;
     assert_int_equal(rope, 2048 * 128 * 4);
-    assert_true(find(&p, "embed_tokens.weight")->on_host);
-    assert_int_equal(p.host_bytes, embed);
+    assert_true(find(&p, "embed_tokens.weight")->on_host && find(&p, "embed_tokens.rows")->on_host);
+    assert_int_equal(p.host_bytes, embed + 2 * 2048 * 4096);
     assert_true(p.per_gpu[PLAN_WEIGHTS] - rope >= 2 * 8030261248LL - embed);
     assert_true(p.per_gpu[PLAN_WEIGHTS] - rope < 2 * 8030261248LL - embed + (1 << 20));
     /* LoRA r16 on q,k,v,o of llama-3.1-8b: 16 * (4096+4096 + 2*(4096+1024) + 4096+4096) * 32. */

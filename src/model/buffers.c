@@ -94,6 +94,13 @@ static bool full_all(const struct ctx *c)
     return c->rc->method == METHOD_FULL && c->rc->targets == 0 && c->rc->all_layers;
 }
 
+/* A frozen input embedding that is not also the head is only gathered from, a step's T rows: on a GPU
+ * it stays in host memory (1.2 GB of gpt-oss's, 1.1 GB of Llama-3.1-8B's) and the rows are sent. */
+static bool embed_on_host(const struct ctx *c)
+{
+    return !full_all(c) && c->rc->device == DEVICE_CUDA && !c->s->tie_embeddings;
+}
+
 static void declare_parameters(struct ctx *c)
 {
     const struct model_spec *s = c->s;
@@ -106,9 +113,7 @@ static void declare_parameters(struct ctx *c)
     plan_add(c->plan, PLAN_WEIGHTS, c->wd, s->vocab * C, 1, PLAN_PLACE_FIRST, "embed_tokens.weight");
     if (full_all(c))
         declare_trained(c, "embed_tokens.weight.master", s->vocab * C, 1, PLAN_PLACE_FIRST);
-    /* A frozen input embedding that is not also the head is only gathered from, a step's T rows: on a GPU
-     * it stays in host memory (1.2 GB of gpt-oss's, 1.1 GB of Llama-3.1-8B's) and the rows are sent. */
-    else if (rc->device == DEVICE_CUDA && !s->tie_embeddings)
+    else if (embed_on_host(c))
         plan_keep_on_host(c->plan, "embed_tokens.weight");
 
     for (int i = 0; i < n; i++) {
@@ -226,6 +231,10 @@ static void declare_activations(struct ctx *c)
     /* ids, labels and positions [T], and the starts of up to T packed sequences [T + 1]. */
     plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + 1, 1, PLAN_PLACE_EVERY_RANK,
              "batch.{input_ids,labels,positions,seq_starts}");
+    if (embed_on_host(c)) { /* the rows gathered in page-locked memory, sent while the host goes on */
+        plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 1, PLAN_PLACE_FIRST, "embed_tokens.rows");
+        plan_keep_on_host(p, "embed_tokens.rows");
+    }
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, s->layers, PLAN_PLACE_LAYER, "layers.*.input");
     if (c->rc->offload_checkpoints) { /* in host memory; the layers compute on two device copies in turn */
         plan_keep_on_host(p, "layers.*.input");

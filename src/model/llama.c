@@ -6,6 +6,7 @@
 #include "model/llama.h"
 #include "model/moe.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,35 +35,30 @@ static struct tensor viewf(const struct llama *m, int64_t inst, int64_t rows, in
  * (ids) and on the host (host_ids). A table the plan keeps in host memory is
  * gathered there and its rows sent, converted on the host if x's dtype is
  * not the table's. */
-static int embed_tokens(struct llama *m, struct tensor *x, const struct tensor *ids, const int32_t *host_ids,
-                        tune_err *err)
+static void embed_tokens(struct llama *m, struct tensor *x, const struct tensor *ids, const int32_t *host_ids)
 {
     struct backend *be = m->be;
     if (llama_holder(m, m->embed.data) == be) {
         be->embedding(be, x, &m->embed, ids);
-        return 0;
+        return;
     }
+    /* The table is in host memory: its rows gathered (and converted) into the page-locked m->embed_rows, and
+     * sent in order with the ops after, the host not waiting. Every caller reads a result back (the loss, the
+     * logits) before it gathers again, so the send is done when the rows are overwritten. */
     int64_t n = x->shape[0], C = x->shape[1];
-    size_t row = (size_t)dtype_bytes(m->embed.dtype, C);
-    char *rows = malloc(row * (size_t)n), *conv = NULL;
-    if (!rows)
-        return err_set(err, "out of memory gathering %lld embedding rows", (long long)n);
-    for (int64_t t = 0; t < n; t++)
-        memcpy(rows + (size_t)t * row, (const char *)m->embed.data + (size_t)host_ids[t] * row, row);
-    const void *send = rows;
-    if (x->dtype != m->embed.dtype) {
-        if (!(conv = malloc((size_t)dtype_bytes(x->dtype, n * C)))) {
-            free(rows);
-            return err_set(err, "out of memory gathering %lld embedding rows", (long long)n);
+    assert(m->embed_rows.data && m->embed_rows.dtype == x->dtype && n <= m->embed_rows.shape[0]);
+    size_t from = (size_t)dtype_bytes(m->embed.dtype, C), to = (size_t)dtype_bytes(x->dtype, C);
+    for (int64_t t = 0; t < n; t++) {
+        char *dst = (char *)m->embed_rows.data + (size_t)t * to;
+        const char *src = (const char *)m->embed.data + (size_t)host_ids[t] * from;
+        if (x->dtype == m->embed.dtype) {
+            memcpy(dst, src, to);
+        } else {
+            struct tensor d = tensor_1d(dst, x->dtype, C), s = tensor_1d((void *)src, m->embed.dtype, C);
+            backend_cpu()->convert(backend_cpu(), &d, &s);
         }
-        struct tensor src = tensor_1d(rows, m->embed.dtype, n * C), dst = tensor_1d(conv, x->dtype, n * C);
-        backend_cpu()->convert(backend_cpu(), &dst, &src);
-        send = conv;
     }
-    be->upload(be, x->data, send, (size_t)dtype_bytes(x->dtype, n * C));
-    free(rows);
-    free(conv);
-    return 0;
+    be->copy(be, x->data, m->embed_rows.data, to * (size_t)n);
 }
 
 /* One layer's working set: what its backward reads, and where forward writes. */
@@ -468,8 +464,7 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     free(host);
     struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
     struct tensor x0 = layer_input(m, 0, T);
-    if (embed_tokens(m, &x0, &ids, batch->ids, err))
-        return -1;
+    embed_tokens(m, &x0, &ids, batch->ids);
     struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
 
     refresh_lora_compute(m);
@@ -534,8 +529,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
 
     struct tensor x = layer_input(m, 0, n), out = view(m, "norm.input", 0, 0, n, C);
-    if (embed_tokens(m, &x, &idt, ids, err))
-        return -1;
+    embed_tokens(m, &x, &idt, ids);
     int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};
     for (int64_t l = 0; l < s->layers; l++) {
         struct llama_layer *L = &m->layers[l];

@@ -52,6 +52,7 @@ struct llama {
     struct plan_arena arena;
     struct linear_shape lin[LAYOUT_MAX_LINEARS];
     struct tensor embed;  /* [V, C] */
+    struct tensor embed_rows; /* [T, C]: where a host-held embed's rows are gathered to be sent (data NULL: none) */
     struct tensor norm;   /* [C] */
     struct tensor head;   /* [V, C]: lm_head, or embed when tied */
     struct llama_layer *layers;

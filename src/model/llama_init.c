@@ -223,6 +223,9 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         return err_set(err, "out of memory for %lld layers", (long long)L);
     }
     m->embed = param_view(m, "embed_tokens.weight", 0, spec->vocab, C);
+    const struct plan_buffer *rows = plan_find(&m->plan, "embed_tokens.rows");
+    if (rows)
+        m->embed_rows = tensor_2d(plan_arena_at(&m->arena, rows->name, 0), rows->dtype, rows->elems / C, C);
     m->norm = param_view(m, "norm.weight", 0, C, 1);
     m->head = spec->tie_embeddings ? m->embed : param_view(m, "lm_head.weight", 0, spec->vocab, C);
     m->full_embed = trained_view(m, "embed_tokens.weight.master", 0, 0, spec->vocab, C);
