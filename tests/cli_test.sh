@@ -328,6 +328,19 @@ grep -qF "generated 3 tokens, --max-new reached" "$tmp/err" ||
 expect 1 "harmony chat format writes <|start|> as one special token" -- generate --model examples/models/tiny-llama \
     --chat-format harmony --prompt "Hi"
 
+# Checkpointing changes what is kept, not what is computed: on tiny-llama (4 layers) full
+# checkpointing with its last layer kept (--ckpt-keep 1: layers 0 and 1 recomputed, 2 from the
+# recompute buffers, 3 kept) trains the adapter of no checkpointing, bit for bit, dropout on.
+ck="--model examples/models/tiny-llama --data examples/data/grading --template examples/templates/grading.json
+    --seq 128 --micro-batch 2 --max-steps 3 --dropout 0.1"
+expect 0 "done       3 steps" -- train $ck --grad-ckpt none --output "$tmp/ck-none"
+expect 0 "done       3 steps" -- train $ck --grad-ckpt full --ckpt-keep 1 --output "$tmp/ck-keep"
+cmp -s "$tmp/ck-none/final/adapter_model.safetensors" "$tmp/ck-keep/final/adapter_model.safetensors" ||
+    fail "--grad-ckpt full --ckpt-keep 1 trained another adapter than --grad-ckpt none"
+expect 1 "--ckpt-keep 4: keep 0 to 3 of" -- train $ck --grad-ckpt full --ckpt-keep 4 --output "$tmp/ck-all"
+expect 2 "--ckpt-keep keeps some layers out of full checkpointing: it needs --grad-ckpt full" -- plan \
+    --model llama-3.1-8b --ckpt-keep 1
+
 # A --config YAML file holds the same flags; the command line overrides it.
 printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"
 expect 0 "done       2 steps" -- train --config "$tmp/run.yaml" --model examples/models/tiny-llama --output "$tmp/yaml" --max-steps 2

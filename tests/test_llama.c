@@ -235,17 +235,20 @@ static void test_checkpointing_is_exact(void **state)
 {
     struct fixture *f = *state;
     struct llama_batch b = golden_batch(f);
-    /* the last: full checkpointing with the layers' inputs in host memory (here a copy like any other) */
-    const enum grad_ckpt policy[4] = {GRAD_CKPT_NONE, GRAD_CKPT_SELECTIVE, GRAD_CKPT_FULL, GRAD_CKPT_FULL};
+    /* then full checkpointing with the layers' inputs in host memory (here a copy like any other), and
+     * with the last layer kept out of it (--ckpt-keep 1) */
+    const enum grad_ckpt policy[5] = {GRAD_CKPT_NONE, GRAD_CKPT_SELECTIVE, GRAD_CKPT_FULL, GRAD_CKPT_FULL,
+                                      GRAD_CKPT_FULL};
     /* PEFT has no dropout on expert parameters: those runs go without. */
     bool dropout = !(f->rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN));
-    float *grads[4];
-    double losses[4];
-    int64_t activations[4], host[4];
-    for (int ck = 0; ck < 4; ck++) {
+    float *grads[5];
+    double losses[5];
+    int64_t activations[5], host[5];
+    for (int ck = 0; ck < 5; ck++) {
         struct run_config rc = f->rc;
         rc.grad_ckpt = policy[ck];
         rc.offload_checkpoints = ck == 3;
+        rc.ckpt_keep_layers = ck == 4;
         rc.lora_dropout = dropout ? 0.1 : 0.0;
         struct llama m;
         tune_err err = {{0}};
@@ -263,9 +266,11 @@ static void test_checkpointing_is_exact(void **state)
         host[ck] = m.plan.host_bytes;
         llama_free(&m);
     }
-    assert_true(losses[0] == losses[1] && losses[0] == losses[2] && losses[0] == losses[3]);
-    /* (two layers here: their inputs in host memory, two device copies to compute on) */
+    assert_true(losses[0] == losses[1] && losses[0] == losses[2] && losses[0] == losses[3] && losses[0] == losses[4]);
+    /* (two layers here: their inputs in host memory, two device copies to compute on; one layer kept and
+     * the recompute buffers are two layers' working sets, as without checkpointing) */
     assert_true(activations[0] > activations[1] && activations[1] > activations[2] && activations[2] >= activations[3]);
+    assert_true(activations[4] > activations[2] && activations[4] <= activations[0]);
     assert_true(host[3] > host[2]);
     /* and the dropout did act: the loss moved away from the dropout-free one */
     float plain = *(const float *)st_file_find(&f->golden, "loss_sum")->data;
@@ -273,7 +278,8 @@ static void test_checkpointing_is_exact(void **state)
     assert_memory_equal(grads[0], grads[1], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
     assert_memory_equal(grads[0], grads[2], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
     assert_memory_equal(grads[0], grads[3], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
-    for (int ck = 0; ck < 4; ck++)
+    assert_memory_equal(grads[0], grads[4], (size_t)f->m.plan.per_gpu[PLAN_GRADS]);
+    for (int ck = 0; ck < 5; ck++)
         free(grads[ck]);
 }
 

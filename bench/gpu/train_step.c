@@ -78,6 +78,7 @@ int main(int argc, char **argv)
     rc.grad_ckpt = (enum grad_ckpt)ckpt;
     for (int i = 1; i < argc; i++)
         rc.offload_checkpoints = rc.offload_checkpoints || !strcmp(argv[i], "--offload-checkpoints");
+    rc.ckpt_keep_layers = atoll(opt(argc, argv, "--ckpt-keep", "0"));
     const char *expert_layers = opt(argc, argv, "--expert-layers", NULL);
     if (run_parse_targets(&rc, &spec, opt(argc, argv, "--targets", "q,k,v,o"), &err) ||
         (expert_layers && run_parse_expert_layers(&rc, &spec, expert_layers, &err)) || run_validate(&rc, &spec, &err))

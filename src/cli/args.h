@@ -32,5 +32,6 @@ void cli_print_help(FILE *out, const char *usage, const char *about, const struc
 #define EXPERT_LAYERS_HELP                                                                                            \
     "the experts' LoRA only on these layers, e.g. 7,15,23 (gpt-oss; default: where the other targets are)"
 #define OFFLOAD_CKPT_HELP "with --grad-ckpt full: the layers' inputs in CPU memory, sent back as backward needs them"
+#define CKPT_KEEP_HELP "with --grad-ckpt full: the last N layers keep their activations, not recomputed (default 0)"
 
 #endif

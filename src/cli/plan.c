@@ -13,7 +13,7 @@
 enum {
     OPT_MODEL, OPT_PARAMS, OPT_METHOD, OPT_R, OPT_ALPHA, OPT_DROPOUT, OPT_TARGETS, OPT_LAYERS, OPT_EXPERT_LAYERS,
     OPT_BASE_DTYPE, OPT_NO_DQ, OPT_OPTIMIZER, OPT_CKPT, OPT_SEQ, OPT_MB, OPT_GA, OPT_GPUS, OPT_ZERO,
-    OPT_OFFLOAD, OPT_OFFLOAD_CKPT, OPT_PLACEMENT, OPT_GPU, OPT_FIND, OPT_INSTANCES, OPT_EXPLAIN, OPT_ATTN, OPT_JSON,
+    OPT_OFFLOAD, OPT_OFFLOAD_CKPT, OPT_CKPT_KEEP, OPT_PLACEMENT, OPT_GPU, OPT_FIND, OPT_INSTANCES, OPT_EXPLAIN, OPT_ATTN, OPT_JSON,
     OPT_SVG, OPT_BUFFERS, OPT_HELP, OPT_COUNT
 };
 
@@ -39,6 +39,7 @@ static const struct cli_opt plan_opts[] = {
     [OPT_ZERO] = {"--zero", "S", "ZeRO stage 0-3 over the GPUs (default 0: DDP)"},
     [OPT_OFFLOAD] = {"--offload", "W", "none, optimizer, or params (ZeRO-3) to CPU memory"},
     [OPT_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL, OFFLOAD_CKPT_HELP},
+    [OPT_CKPT_KEEP] = {"--ckpt-keep", "N", CKPT_KEEP_HELP},
     [OPT_PLACEMENT] = {"--placement", "P", "replicate (default) or layers: spread frozen layers over the GPUs"},
     [OPT_GPU] = {"--gpu", "NAME", "check the fit on this GPU (h100-80, h200-141, a100-80, rtx4090-24, ...)"},
     [OPT_FIND] = {"--find", NULL, "with --gpu: the largest micro-batch and longest sequence that fit"},
@@ -164,6 +165,10 @@ static int parse_plan_flags(int argc, char **argv, struct plan_report *r, bool *
             rc->offload = (enum offload)c;
             break;
         case OPT_OFFLOAD_CKPT: rc->offload_checkpoints = true; break;
+        case OPT_CKPT_KEEP:
+            if (units_parse_int(v, "--ckpt-keep", 0, SPEC_MAX_LAYERS, &rc->ckpt_keep_layers, err))
+                return -1;
+            break;
         case OPT_PLACEMENT:
             if (strcmp(v, "replicate") && strcmp(v, "layers"))
                 return err_set(err, "--placement: '%s' is not one of replicate, layers", v);

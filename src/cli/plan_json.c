@@ -34,6 +34,7 @@ static cJSON *json_run(const struct run_config *rc)
     cJSON_AddStringToObject(o, "offload", run_offload_names[rc->offload]);
     cJSON_AddStringToObject(o, "placement", rc->place_layers ? "layers" : "replicate");
     cJSON_AddBoolToObject(o, "offload_checkpoints", rc->offload_checkpoints);
+    cJSON_AddNumberToObject(o, "ckpt_keep_layers", (double)rc->ckpt_keep_layers);
     if (rc->expert_layers_chosen) {
         cJSON *layers = cJSON_AddArrayToObject(o, "expert_layers");
         for (int l = 0; l < SPEC_MAX_LAYERS; l++)

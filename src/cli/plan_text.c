@@ -36,9 +36,15 @@ static void print_run(FILE *out, const struct plan_report *r)
     }
     fprintf(out, "%s: %s trainable (%.4g%%)\n", rc->all_layers ? "" : " (chosen layers)",
             units_fmt_count(p->trainable_params, b, sizeof b), 100.0 * (double)p->trainable_params / (double)p->params);
-    fprintf(out, "precision  base %s%s, %s, grad-ckpt %s\n", dtype_name(rc->base_dtype),
+    fprintf(out, "precision  base %s%s, %s, grad-ckpt %s", dtype_name(rc->base_dtype),
             rc->base_dtype == DTYPE_MXFP4 ? " experts (rest bf16)" : "", run_optimizer_name(rc->optimizer),
             run_grad_ckpt_names[rc->grad_ckpt]);
+    if (rc->ckpt_keep_layers)
+        fprintf(out, " (the last %lld layer%s kept)", (long long)rc->ckpt_keep_layers,
+                rc->ckpt_keep_layers > 1 ? "s" : "");
+    if (rc->offload_checkpoints)
+        fprintf(out, ", checkpoints in CPU memory");
+    fputc('\n', out);
     fprintf(out, "batch      seq %lld x micro-batch %lld x grad-accum %lld", (long long)rc->seq,
             (long long)rc->micro_batch, (long long)rc->grad_accum);
     if (rc->gpus > 1) {

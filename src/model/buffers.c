@@ -240,9 +240,11 @@ static void declare_activations(struct ctx *c)
         plan_keep_on_host(p, "layers.*.input");
         plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 2, PLAN_PLACE_EVERY_RANK, "layers.*.input.device");
     }
-    if (c->rc->grad_ckpt == GRAD_CKPT_FULL)
+    if (c->rc->grad_ckpt == GRAD_CKPT_FULL) {
         declare_layer_saved(c, "recompute", 1, PLAN_PLACE_EVERY_RANK);
-    else
+        if (c->rc->ckpt_keep_layers) /* the last layers', kept from the forward */
+            declare_layer_saved(c, "kept", c->rc->ckpt_keep_layers, PLAN_PLACE_EVERY_RANK);
+    } else
         declare_layer_saved(c, "layers.*", s->layers, PLAN_PLACE_LAYER);
     plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 1, PLAN_PLACE_LAST, "norm.input");
     plan_add(p, PLAN_ACTIVATIONS, DTYPE_F32, T, 1, PLAN_PLACE_LAST, "norm.rstd");

@@ -113,11 +113,18 @@ static void checkpoint_move(struct llama *m, int64_t l, int64_t T, bool to_host)
     m->be->copy(m->be, to_host ? host.data : dev.data, to_host ? dev.data : host.data, bytes);
 }
 
-static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T, bool recompute)
+/* The first layer whose working set the forward keeps: 0 without full
+ * checkpointing, else the first of the last ckpt_keep_layers. */
+static int64_t first_kept(const struct llama *m)
+{
+    return m->rc.grad_ckpt == GRAD_CKPT_FULL ? m->spec->layers - m->rc.ckpt_keep_layers : 0;
+}
+
+/* Layer l's working set in instance `in` of the buffers named pre.* */
+static struct layer_acts layer_views_at(const struct llama *m, int64_t l, int64_t T, const char *pre, int64_t in)
 {
     const struct model_spec *s = m->spec;
-    const char *pre = recompute ? "recompute" : "layers.*";
-    int64_t in = recompute ? 0 : l, C = s->hidden, I = s->intermediate;
+    int64_t C = s->hidden, I = s->intermediate;
     int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
     struct layer_acts a;
     a.x = layer_input(m, l, T);
@@ -160,6 +167,15 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
         a.moe.xa_down = a.xa[LIN_EXPERTS_DOWN];
     }
     return a;
+}
+
+/* Layer l's working set: its own (no full checkpointing), one of the kept
+ * layers', or the one every recomputed layer shares. */
+static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T)
+{
+    bool full = m->rc.grad_ckpt == GRAD_CKPT_FULL, kept = full && l >= first_kept(m);
+    return layer_views_at(m, l, T, !full ? "layers.*" : kept ? "kept" : "recompute",
+                          !full ? l : kept ? l - first_kept(m) : 0);
 }
 
 /* Dropout keys: one stream per (step, layer, linear), element offsets within it. */
@@ -469,22 +485,24 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
 
     refresh_lora_compute(m);
     /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
-    bool recompute = m->rc.grad_ckpt == GRAD_CKPT_FULL;
     for (int64_t l = 0; l < s->layers; l++) {
         checkpoint_move(m, l, T, true);
-        struct layer_acts a = layer_views(m, l, T, recompute);
+        struct layer_acts a = layer_views(m, l, T);
         struct tensor out = l + 1 < s->layers ? layer_input(m, l + 1, T) : view(m, "norm.input", 0, 0, T, C);
         layer_forward(m, l, &a, &out, &sl, step);
     }
     struct tensor dres = view(m, "grad.residual", 0, 0, T, C);
     double loss = loss_forward_backward(m, T, &labels, backward, loss_scale, &dres);
+    /* Full checkpointing: the last layer forward wrote into the recompute buffers (the one before the kept
+     * ones) still has its working set there (the loss and the kept layers touch none of them); only the
+     * layers before it are made again. */
+    int64_t recomputed = m->rc.grad_ckpt == GRAD_CKPT_FULL ? first_kept(m) - 1 : 0;
     for (int64_t l = s->layers - 1; backward && l >= 0; l--) {
-        struct layer_acts a = layer_views(m, l, T, recompute);
-        /* The last layer's working set is still in the recompute buffers from the forward pass (the loss
-         * touches none of them): only the others are made again. */
-        if (recompute && l < s->layers - 1) {
-            struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
+        struct layer_acts a = layer_views(m, l, T);
+        if (l < s->layers - 1) /* the input back from host memory, where the checkpoints are (else nothing) */
             checkpoint_move(m, l, T, false);
+        if (l < recomputed) {
+            struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
             layer_forward(m, l, &a, &scratch_out, &sl, step);
         }
         layer_backward(m, l, &a, &dres, &sl, step);
@@ -533,7 +551,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};
     for (int64_t l = 0; l < s->layers; l++) {
         struct llama_layer *L = &m->layers[l];
-        struct layer_acts a = layer_views(m, l, n, true);
+        struct layer_acts a = layer_views_at(m, l, n, "recompute", 0);
         a.x = x;
         be->rmsnorm(be, &a.xn1, &a.rstd1, &a.x, &L->ln_attn, (float)s->rms_eps);
         /* k and v go straight into the cache rows of these positions. */

@@ -177,6 +177,12 @@ int run_validate(const struct run_config *rc, const struct model_spec *spec, tun
     if (rc->expert_layers_chosen && (rc->method == METHOD_FULL || !(rc->targets & (1u << TARGET_GATE_UP |
                                                                                      1u << TARGET_DOWN))))
         return err_set(err, "--expert-layers chooses where the experts' LoRA goes: add experts to --targets");
+    if (rc->ckpt_keep_layers && rc->grad_ckpt != GRAD_CKPT_FULL)
+        return err_set(err, "--ckpt-keep keeps some layers out of full checkpointing: it needs --grad-ckpt full");
+    if (rc->ckpt_keep_layers < 0 || rc->ckpt_keep_layers >= spec->layers)
+        return err_set(err, "--ckpt-keep %lld: keep 0 to %lld of %s's %lld layers (all of them is --grad-ckpt none)",
+                       (long long)rc->ckpt_keep_layers, (long long)spec->layers - 1, spec->name,
+                       (long long)spec->layers);
     if (rc->offload_checkpoints && rc->grad_ckpt != GRAD_CKPT_FULL)
         return err_set(err, "--offload-checkpoints keeps full checkpointing's layer inputs: it needs --grad-ckpt full");
     if (rc->offload == OFFLOAD_PARAMS && rc->zero != 3)

@@ -46,6 +46,7 @@ struct run_config {
     int zero;                  /* 0 (DDP when gpus > 1), 1, 2, 3 */
     enum offload offload;
     bool offload_checkpoints;  /* full checkpointing: the layers' inputs kept in host memory */
+    int64_t ckpt_keep_layers;  /* full checkpointing: the last N layers keep what backward needs (not recomputed) */
     bool place_layers;         /* spread frozen layers over the GPUs (pipeline placement) */
     enum attn_impl attn;       /* transformers' attention, for its estimate only */
     enum device device;

@@ -337,6 +337,12 @@ static void test_fixture(const char *dir, const char *which, const char *golden_
             snprintf(label, sizeof label, "cuda %s plan, ckpt in host memory", f32 ? "fp32" : "bf16");
             check_step(label, &o, &g, "in device memory", NULL, g.loss, count, 1e-12, 1e-12);
             step_free(&o);
+            /* and the last layer kept out of the checkpointing, the rest's inputs still in host memory */
+            r.ckpt_keep_layers = 1;
+            o = run_step(dir, adapter, &spec, &r, gpu, &b, scale, false);
+            snprintf(label, sizeof label, "cuda %s plan, ckpt, last layer kept", f32 ? "fp32" : "bf16");
+            check_step(label, &o, &g, "all checkpointed", NULL, g.loss, count, 1e-12, 1e-12);
+            step_free(&o);
         }
         if (g.routes && c.routes)
             printf("       (%lld of %lld token-layers routed to other experts than on the CPU)\n",
