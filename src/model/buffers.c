@@ -275,6 +275,9 @@ static void declare_scratch(struct ctx *c)
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "experts.input_permuted");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * C, 1, PLAN_PLACE_EVERY_RANK, "grad.experts_out");
         plan_add(p, PLAN_SCRATCH, c->ad, rows * 2 * I, 1, PLAN_PLACE_EVERY_RANK, "grad.gate_up");
+        if (c->rc->method == METHOD_FULL && (any_trained(c, "gate_up") || any_trained(c, "down")))
+            /* a constant column of ones: an expert's bias gradient is its rows' sum, a grouped product */
+            plan_add(p, PLAN_WEIGHTS, c->ad, rows, 1, PLAN_PLACE_EVERY_RANK, "experts.ones");
     }
     if (c->rc->method != METHOD_FULL) {
         plan_add(p, PLAN_SCRATCH, c->ad, rows * c->rc->lora_r, 1, PLAN_PLACE_EVERY_RANK, "grad.lora_xa");

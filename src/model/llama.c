@@ -371,7 +371,8 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     struct tensor dq3 = tensor_reshape(&dq, 3, qs), dk3 = tensor_reshape(&dk, 3, ks);
     struct tensor dv3 = tensor_reshape(&dv, 3, ks), do3 = tensor_reshape(&datt, 3, qs);
     const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
-    be->attention_backward(be, &dq3, &dk3, &dv3, NULL, &do3, &q3, &k3, &v3, sinks, &o3, &a->lse, sl, L->window,
+    struct tensor *dsinks = L->full_sinks.grad.data ? &L->full_sinks.grad : NULL;
+    be->attention_backward(be, &dq3, &dk3, &dv3, dsinks, &do3, &q3, &k3, &v3, sinks, &o3, &a->lse, sl, L->window,
                            m->attn_scale);
     be->rope(be, &dq3, &m->rope, sl, true);
     be->rope(be, &dk3, &m->rope, sl, true);

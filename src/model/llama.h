@@ -37,7 +37,7 @@ struct llama_layer {
     struct trained full_w[LAYOUT_MAX_LINEARS], full_bias[LAYOUT_MAX_LINEARS];
     struct tensor ln_attn, ln_mlp;          /* [C] */
     struct tensor sinks;                    /* [H] learned attention sinks (gpt-oss), or data NULL */
-    struct trained full_ln_attn, full_ln_mlp;
+    struct trained full_ln_attn, full_ln_mlp, full_sinks;
     int64_t window;                         /* sliding window, 0 for full attention */
 };
 
@@ -53,6 +53,7 @@ struct llama {
     struct linear_shape lin[LAYOUT_MAX_LINEARS];
     struct tensor embed;  /* [V, C] */
     struct tensor embed_rows; /* [T, C]: where a host-held embed's rows are gathered to be sent (data NULL: none) */
+    struct tensor ones;       /* [N, 1] of 1: the experts' bias gradients as moe_weight_grad's (full fine-tuning) */
     struct tensor norm;   /* [C] */
     struct tensor head;   /* [V, C]: lm_head, or embed when tied */
     struct llama_layer *layers;

@@ -60,6 +60,8 @@ static void each_trained(struct llama *m, void (*fn)(struct llama *m, struct ten
             fn(m, &ly->ln_attn, &ly->full_ln_attn);
             fn(m, &ly->ln_mlp, &ly->full_ln_mlp);
         }
+        if (ly->full_sinks.master.data)
+            fn(m, &ly->sinks, &ly->full_sinks);
     }
 }
 
@@ -167,11 +169,30 @@ static int build_rope(struct llama *m, tune_err *err)
     return 0;
 }
 
+/* m->ones, where the plan has it: every value 1 in its dtype. */
+static int fill_ones(struct llama *m, tune_err *err)
+{
+    const struct plan_buffer *b = plan_find(&m->plan, "experts.ones");
+    if (!b)
+        return 0;
+    float *f = malloc(sizeof(float) * (size_t)b->elems);
+    void *raw = malloc((size_t)dtype_bytes(b->dtype, b->elems));
+    if (f && raw) {
+        for (int64_t i = 0; i < b->elems; i++)
+            f[i] = 1.0f;
+        struct tensor src = tensor_1d(f, DTYPE_F32, b->elems), dst = tensor_1d(raw, b->dtype, b->elems);
+        backend_cpu()->convert(backend_cpu(), &dst, &src);
+        m->ones = tensor_2d(plan_arena_at(&m->arena, b->name, 0), b->dtype, b->elems, 1);
+        m->be->upload(m->be, m->ones.data, raw, (size_t)dtype_bytes(b->dtype, b->elems));
+    }
+    free(f);
+    free(raw);
+    return m->ones.data ? 0 : err_set(err, "out of memory filling %s", b->name);
+}
+
 int llama_supports(const struct model_spec *spec, const struct run_config *rc, const struct backend *be,
                    tune_err *err)
 {
-    if (spec->experts && rc->method != METHOD_LORA)
-        return err_set(err, "%s: gpt-oss trains LoRA for now (full fine-tuning is not built yet)", spec->name);
     /* the router and the experts are bare parameters in transformers 5: PEFT's target_parameters */
     if (spec->experts && rc->lora_dropout > 0 &&
         rc->targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN | 1u << TARGET_ROUTER))
@@ -255,9 +276,10 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
                 continue;
             if (rc->method == METHOD_FULL) { /* master = weight then bias, one buffer */
                 snprintf(name, sizeof name, "layers.*.%s.weight.master", li->module);
-                ly->full_w[i] = trained_view(m, name, ordinal[i], 0, li->out, li->in);
+                ly->full_w[i] = trained_view(m, name, ordinal[i], 0, li->stack * li->out, li->in);
                 if (li->bias)
-                    ly->full_bias[i] = trained_view(m, name, ordinal[i], li->out * li->in, li->out, 1);
+                    ly->full_bias[i] =
+                        trained_view(m, name, ordinal[i], li->stack * li->out * li->in, li->stack * li->out, 1);
                 ordinal[i]++;
                 continue;
             }
@@ -282,12 +304,14 @@ int llama_init(struct llama *m, const struct model_spec *spec, const struct run_
         ly->ln_mlp = tensor_1d(norms + dtype_bytes(nd, C), nd, C);
         ly->full_ln_attn = trained_view(m, "layers.*.norms_and_sinks.master", l, 0, C, 1);
         ly->full_ln_mlp = trained_view(m, "layers.*.norms_and_sinks.master", l, C, C, 1);
+        if (spec->attention_sinks)
+            ly->full_sinks = trained_view(m, "layers.*.norms_and_sinks.master", l, 2 * C, spec->heads, 1);
         ly->window = spec->layer_sliding[l] ? spec->sliding_window : 0;
         ly->sinks = param_view(m, "layers.*.self_attn.sinks", l, spec->heads, 1);
     }
     m->attn_scale = 1.0f / sqrtf((float)spec->head_dim);
     m->lora_scale = (float)(rc->lora_alpha / (rc->use_rslora ? sqrt((double)rc->lora_r) : (double)rc->lora_r));
-    if (build_rope(m, err)) {
+    if (fill_ones(m, err) || build_rope(m, err)) {
         llama_free(m);
         return -1;
     }

@@ -83,6 +83,25 @@ void moe_forward(struct llama *m, int64_t l, struct moe_acts *a, struct tensor *
     be->moe_scatter(be, y, &a->out, &a->position, &a->weights, k);
 }
 
+/* Full fine-tuning of expert linear i, given dy of its rows and its input x:
+ * dW[e] += dy_e^T x_e, db[e] += the sum of dy_e's rows (a product with ones). */
+static void full_backward(struct llama *m, int64_t l, int i, const struct tensor *dy, const struct tensor *x,
+                          const struct tensor *offsets)
+{
+    struct backend *be = m->be;
+    const struct linear_shape *li = &m->lin[i];
+    struct llama_layer *L = &m->layers[l];
+    if (!L->full_w[i].grad.data)
+        return;
+    struct tensor dw = stacked(&L->full_w[i].grad, li->stack, li->out, li->in);
+    be->moe_weight_grad(be, &dw, dy, x, offsets);
+    if (L->full_bias[i].grad.data) {
+        struct tensor db = stacked(&L->full_bias[i].grad, li->stack, li->out, 1);
+        struct tensor ones = tensor_2d(m->ones.data, m->ones.dtype, x->shape[0], 1);
+        be->moe_weight_grad(be, &db, dy, &ones, offsets);
+    }
+}
+
 void moe_backward(struct llama *m, int64_t l, struct moe_acts *a, const struct moe_scratch *g,
                   struct tensor *dxn, struct tensor *dlogits, const struct tensor *dy)
 {
@@ -92,7 +111,8 @@ void moe_backward(struct llama *m, int64_t l, struct moe_acts *a, const struct m
     struct tensor w_gu = expert_weight(m, l, LIN_EXPERTS_GATE_UP), w_down = expert_weight(m, l, LIN_EXPERTS_DOWN);
     struct tensor dweights = g->dweights, dout = g->dout, dact = g->dact, dgate_up = g->dgate_up, drows = g->drows;
     struct tensor lora = g->lora, act = a->act;
-    if (g->act_again.data && m->layers[l].lora[LIN_EXPERTS_DOWN].on) { /* selective checkpointing */
+    bool down_trained = m->layers[l].lora[LIN_EXPERTS_DOWN].on || m->layers[l].full_w[LIN_EXPERTS_DOWN].grad.data;
+    if (g->act_again.data && down_trained) { /* selective checkpointing */
         act = g->act_again;
         be->swiglu_oai(be, &act, &a->gate_up, MOE_SWIGLU_ALPHA, limit);
     }
@@ -101,9 +121,11 @@ void moe_backward(struct llama *m, int64_t l, struct moe_acts *a, const struct m
     be->moe_gather(be, &dout, dy, &a->order, &a->weights, k);
     be->moe_matmul(be, &dact, &dout, &w_down, false, NULL, &a->offsets, 0.0f);
     lora_backward(m, l, LIN_EXPERTS_DOWN, &dact, &dout, &act, &a->xa_down, &a->offsets, &lora);
+    full_backward(m, l, LIN_EXPERTS_DOWN, &dout, &act, &a->offsets);
     be->swiglu_oai_backward(be, &dgate_up, &dact, &a->gate_up, MOE_SWIGLU_ALPHA, limit);
     be->moe_matmul(be, &drows, &dgate_up, &w_gu, false, NULL, &a->offsets, 0.0f);
     lora_backward(m, l, LIN_EXPERTS_GATE_UP, &drows, &dgate_up, &a->rows, &a->xa_gate_up, &a->offsets, &lora);
+    full_backward(m, l, LIN_EXPERTS_GATE_UP, &dgate_up, &a->rows, &a->offsets);
     be->zero(be, dxn);
     be->moe_scatter(be, dxn, &drows, &a->position, NULL, k);
     int64_t shape[2] = {a->experts.shape[0], k};
