@@ -250,8 +250,7 @@ fi
 # gpt-oss end to end (examples/models/tiny-gptoss, bf16): LoRA on q, k, v, o
 # trains, lowers the loss, and the adapter loads back; LoRA on the experts trains too and
 # generates;
-# LoRA on the router trains and saves as PEFT's target_parameters; full fine-tuning (not
-# built) is refused in one line. Six steps see different batches, so the eval loss of the whole set,
+# LoRA on the router trains and saves as PEFT's target_parameters. Six steps see different batches, so the eval loss of the whole set,
 # base against adapter, is the firmer of the two loss checks.
 gptoss="--model examples/models/tiny-gptoss --data examples/data/grading --template examples/templates/grading.json
     --seq 128"
@@ -287,8 +286,14 @@ grep -qF '"target_parameters":	["mlp.router.weight"]' "$tmp/gptoss-router/final/
     fail "the router's LoRA is not saved as PEFT's target_parameters"
 expect 1 "LoRA dropout on the router and the experts: PEFT has none there" -- train $gptoss --targets router \
     --dropout 0.1 --max-steps 1 --output "$tmp/gptoss-router-dropout"
-expect 1 "gpt-oss trains LoRA for now (full fine-tuning is not built yet)" -- train $gptoss --method full \
-    --max-steps 1 --output "$tmp/gptoss-full"
+# full fine-tuning of every parameter: the saved model (experts back in transformers' [E, in, out])
+# loads again and evaluates below the base
+expect 0 "done       4 steps" -- train $gptoss --method full --micro-batch 2 --max-steps 4 --lr 1e-3 \
+    --output "$tmp/gptoss-full"
+full_loss=$("$TUNE" eval --model "$tmp/gptoss-full/final" --data examples/data/grading \
+    --template examples/templates/grading.json --seq 128 2>>"$tmp/gptoss.err" | sed -n 's/^eval_loss \([0-9.]*\) .*/\1/p')
+awk -v base="$base" -v full="$full_loss" 'BEGIN { exit !(full != "" && full < base) }' ||
+    fail "gpt-oss full fine-tuning: the saved model's eval loss '$full_loss' is not below the base's $base"
 
 # Harmony on gpt-oss: chat records render in harmony (the model's format) with the loss on the
 # assistant's part through <|return|>; the chat-format generation opens the assistant's turn and

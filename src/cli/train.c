@@ -90,8 +90,9 @@ static int run(struct train_args *a, tune_err *err)
     fflush(stdout);
     if (trainer_run(&t, &train_bs, have_eval ? &eval_bs : NULL, err))
         goto out;
-    printf("done       %lld steps, last loss %.4f; adapter in %s/final, metrics in %s/metrics.jsonl, curve in "
-           "%s/loss.svg\n", (long long)t.step, t.last_loss, a->output, a->output, a->output);
+    printf("done       %lld steps, last loss %.4f; %s in %s/final, metrics in %s/metrics.jsonl, curve in "
+           "%s/loss.svg\n", (long long)t.step, t.last_loss, a->rc.method == METHOD_FULL ? "model" : "adapter",
+           a->output, a->output, a->output);
     device_print_memory(be, m.plan.total, be->bytes_peak - held_before);
     rc = 0;
 out:

@@ -120,33 +120,60 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
 }
 
 /* Full fine-tuning's output: the working weights under transformers' names,
- * fp32, one file (sharding as merge does is left for models that need it). */
+ * fp32, one file (sharding as merge does is left for models that need it).
+ * gpt-oss's experts go back to transformers' layout: gate_up_proj [E, C, 2I]
+ * and down_proj [E, I, C] (the plan holds them [E, out, in]), their biases
+ * gate_up_proj_bias [E, 2I] and down_proj_bias [E, C]. */
+/* One tensor of the saved file: a working tensor, and for gpt-oss's experts
+ * the stacked linear it belongs to (its weight is turned, its bias shaped). */
+struct saved {
+    char name[192];
+    const struct tensor *t;
+    const struct linear_shape *experts;
+    bool bias;
+};
+
+/* e's stacked [E, out, in] weight as transformers keeps it, [E, in, out]. */
+static void experts_to_transformers(float *dst, const float *src, const struct linear_shape *e)
+{
+    for (int64_t x = 0; x < e->stack; x++)
+        for (int64_t o = 0; o < e->out; o++)
+            for (int64_t i = 0; i < e->in; i++)
+                dst[(x * e->in + i) * e->out + o] = src[(x * e->out + o) * e->in + i];
+}
+
 int llama_save_weights(const struct llama *m, const char *dir, const char *base_dir, tune_err *err)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return err_set(err, "%s: cannot create: %s", dir, strerror(errno));
     const struct model_spec *s = m->spec;
-    int64_t n_max = 3 + s->layers * (2 * LAYOUT_MAX_LINEARS + 2);
-    char (*names)[192] = calloc((size_t)n_max, sizeof *names);
-    void **host = calloc((size_t)n_max, sizeof *host);
-    const struct tensor **tensors = calloc((size_t)n_max, sizeof *tensors);
+    int64_t n_max = 3 + s->layers * (2 * LAYOUT_MAX_LINEARS + 3);
+    struct saved *out = calloc((size_t)n_max, sizeof *out);
+    float **host = calloc((size_t)n_max, sizeof *host);
     int64_t n = 0;
-    int rc = names && host && tensors ? 0 : err_set(err, "out of memory");
-#define ADD(t, ...) (snprintf(names[n], sizeof names[n], __VA_ARGS__), tensors[n++] = (t))
+    int rc = out && host ? 0 : err_set(err, "out of memory");
+#define ADD(tensor, stacked, is_bias, ...)                                                                 \
+    (snprintf(out[n].name, sizeof out[n].name, __VA_ARGS__), out[n].t = (tensor), out[n].experts = (stacked), \
+     out[n++].bias = (is_bias))
     if (!rc) {
-        ADD(&m->embed, "model.embed_tokens.weight");
-        ADD(&m->norm, "model.norm.weight");
+        ADD(&m->embed, NULL, false, "model.embed_tokens.weight");
+        ADD(&m->norm, NULL, false, "model.norm.weight");
         if (!s->tie_embeddings)
-            ADD(&m->head, "lm_head.weight");
+            ADD(&m->head, NULL, false, "lm_head.weight");
         for (int64_t l = 0; l < s->layers; l++) {
             const struct llama_layer *ly = &m->layers[l];
             for (int i = 0; i < LAYOUT_MAX_LINEARS && m->lin[i].module; i++) {
-                ADD(&ly->w[i], "model.layers.%lld.%s.weight", (long long)l, m->lin[i].module);
+                /* transformers names the experts' parameters without ".weight" */
+                const struct linear_shape *e = m->lin[i].component == COMPONENT_EXPERTS ? &m->lin[i] : NULL;
+                ADD(&ly->w[i], e, false, "model.layers.%lld.%s%s", (long long)l, m->lin[i].module, e ? "" : ".weight");
                 if (ly->bias[i].data)
-                    ADD(&ly->bias[i], "model.layers.%lld.%s.bias", (long long)l, m->lin[i].module);
+                    ADD(&ly->bias[i], e, true, "model.layers.%lld.%s%s", (long long)l, m->lin[i].module,
+                        e ? "_bias" : ".bias");
             }
-            ADD(&ly->ln_attn, "model.layers.%lld.input_layernorm.weight", (long long)l);
-            ADD(&ly->ln_mlp, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+            ADD(&ly->ln_attn, NULL, false, "model.layers.%lld.input_layernorm.weight", (long long)l);
+            ADD(&ly->ln_mlp, NULL, false, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+            if (ly->sinks.data)
+                ADD(&ly->sinks, NULL, false, "model.layers.%lld.self_attn.sinks", (long long)l);
         }
     }
 #undef ADD
@@ -154,23 +181,37 @@ int llama_save_weights(const struct llama *m, const char *dir, const char *base_
     st_writer_init(&w);
     struct backend *cpu = backend_cpu();
     for (int64_t k = 0; !rc && k < n; k++) {
-        const struct tensor *t = tensors[k];
+        const struct tensor *t = out[k].t;
+        const struct linear_shape *e = out[k].experts;
         int64_t numel = tensor_numel(t);
         void *raw = malloc((size_t)dtype_bytes(t->dtype, numel));
+        float *f32 = malloc(sizeof(float) * (size_t)numel);
         host[k] = malloc(sizeof(float) * (size_t)numel);
-        if (!raw || !host[k]) {
+        if (!raw || !f32 || !host[k]) {
             free(raw);
+            free(f32);
             rc = err_set(err, "out of memory");
             break;
         }
         struct backend *holder = llama_holder(m, t->data);
         holder->download(holder, raw, t->data, (size_t)dtype_bytes(t->dtype, numel));
-        struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(host[k], DTYPE_F32, numel);
+        struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(f32, DTYPE_F32, numel);
         cpu->convert(cpu, &dst, &src);
         free(raw);
-        bool vector = t->rank == 1 || t->shape[1] == 1; /* norms and biases: 1-D, as transformers saves them */
-        int64_t shape[2] = {t->shape[0], vector ? 1 : t->shape[1]};
-        rc = st_writer_add(&w, names[k], DTYPE_F32, vector ? 1 : 2, shape, host[k], err);
+        if (e && !out[k].bias)
+            experts_to_transformers(host[k], f32, e);
+        else
+            memcpy(host[k], f32, sizeof(float) * (size_t)numel);
+        free(f32);
+        /* norms, biases and sinks 1-D, as transformers saves them; the experts' weights [E, in, out],
+         * their biases [E, out] */
+        int64_t shape[3] = {t->shape[0], t->shape[1], 0};
+        int rank = t->rank == 1 || t->shape[1] == 1 ? 1 : 2;
+        if (e && out[k].bias)
+            shape[0] = e->stack, shape[1] = e->out, rank = 2;
+        else if (e)
+            shape[0] = e->stack, shape[1] = e->in, shape[2] = e->out, rank = 3;
+        rc = st_writer_add(&w, out[k].name, DTYPE_F32, rank, shape, host[k], err);
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -181,7 +222,6 @@ int llama_save_weights(const struct llama *m, const char *dir, const char *base_
     for (int64_t k = 0; host && k < n; k++)
         free(host[k]);
     free(host);
-    free(names);
-    free(tensors);
+    free(out);
     return rc ? -1 : 0;
 }

@@ -395,6 +395,99 @@ static void test_mxfp4(struct backend *gpu)
     st_file_close(&golden);
 }
 
+/* One full fine-tuning step of dir's model on be (rounded to bf16 on the CPU if asked): every gradient
+ * buffer of the plan, downloaded; *plan_out keeps the plan to name them. */
+static char *full_step(const char *dir, const struct model_spec *spec, const struct run_config *rc,
+                       struct backend *be, const struct llama_batch *b, float scale, bool rounded, double *loss,
+                       struct mem_plan *plan_out)
+{
+    struct llama m;
+    tune_err err = {{0}};
+    int64_t counted;
+    if (llama_init(&m, spec, rc, be, 7, &err) || llama_load_weights(&m, dir, &err))
+        die(dir, err.msg);
+    if (rounded)
+        round_weights_to_bf16(&m);
+    llama_zero_grads(&m);
+    if (llama_step(&m, b, true, scale, 3, loss, &counted, &err))
+        die(dir, err.msg);
+    size_t bytes = (size_t)m.plan.per_gpu[PLAN_GRADS];
+    char *grads = malloc(bytes);
+    if (!grads)
+        die(dir, "out of memory");
+    be->download(be, grads, m.arena.block[PLAN_GRADS], bytes);
+    if (be != backend_cpu() && backend_cuda_check(be, &err))
+        die(dir, err.msg);
+    *plan_out = m.plan;
+    m.plan = (struct mem_plan){0}; /* kept by the caller */
+    llama_free(&m);
+    return grads;
+}
+
+/* Full fine-tuning of every parameter on CUDA against the CPU engine (whose
+ * gradients test_llama checks against transformers'): the fp32 plan, and the
+ * bf16 plan against the CPU on the bf16-rounded weights; every gradient
+ * buffer of the plan compared, the worst reported. */
+static void test_full(const char *dir, struct backend *gpu)
+{
+    printf("%s, full fine-tuning\n", dir);
+    struct model_spec spec;
+    struct run_config rc;
+    struct st_file golden;
+    tune_err err = {{0}};
+    char path[256];
+    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
+    if (spec_resolve(&spec, dir, &err) || st_file_open(&golden, path, &err))
+        die(dir, err.msg);
+    run_config_default(&rc, &spec);
+    rc.method = METHOD_FULL;
+    rc.targets = 0;
+    rc.lora_dropout = 0;
+    const struct st_tensor *ids = st_file_find(&golden, "input_ids"), *labels = st_file_find(&golden, "labels");
+    const struct st_tensor *starts = st_file_find(&golden, "starts");
+    struct llama_batch b = {ids->data, labels->data, starts->data, ids->shape[0], starts->shape[0] - 1};
+    rc.seq = b.tokens;
+    rc.micro_batch = 1;
+    float scale = 1.0f / (float)*(const int32_t *)st_file_find(&golden, "count")->data;
+    for (int f32 = 1; f32 >= 0; f32--) {
+        struct run_config r = rc;
+        r.base_dtype = f32 ? DTYPE_F32 : DTYPE_BF16;
+        struct mem_plan cp, gp;
+        double closs, gloss;
+        r.device = DEVICE_CPU;
+        char *c = full_step(dir, &spec, &r, backend_cpu(), &b, scale, !f32, &closs, &cp);
+        r.device = DEVICE_CUDA;
+        char *g = full_step(dir, &spec, &r, gpu, &b, scale, false, &gloss, &gp);
+        double worst = 0;
+        const char *worst_name = "";
+        int n = 0;
+        for (int i = 0; i < gp.n; i++) {
+            const struct plan_buffer *gb = &gp.buf[i], *cb = plan_find(&cp, gb->name);
+            if (gb->category != PLAN_GRADS)
+                continue;
+            if (!cb || cb->elems != gb->elems || cb->count != gb->count || gb->dtype != DTYPE_F32)
+                die(gb->name, "not planned alike on the CPU and on CUDA");
+            for (int64_t k = 0; k < gb->count; k++, n++) {
+                double e = rel_l2((const float *)(g + gb->offset + k * gb->instance_bytes),
+                                  (const float *)(c + cb->offset + k * cb->instance_bytes), gb->elems);
+                if (e > worst || isnan(e))
+                    worst = e, worst_name = gb->name;
+            }
+        }
+        char what[200];
+        snprintf(what, sizeof what, "cuda %s plan, full: loss %.7f vs cpu %.7f", f32 ? "fp32" : "bf16", gloss, closs);
+        report(what, fabs(gloss - closs) / fabs(closs), f32 ? FP32_TOL : BF16_LOSS_TOL);
+        snprintf(what, sizeof what, "cuda %s plan, full: %d gradients, worst", f32 ? "fp32" : "bf16", n);
+        report(what, worst, f32 ? FP32_TOL : spec.swiglu_limit > 0 ? BF16_CLAMPED_GRAD_TOL : BF16_GRAD_TOL);
+        printf("       (worst: %s)\n", worst_name);
+        free(c);
+        free(g);
+        plan_free(&cp);
+        plan_free(&gp);
+    }
+    st_file_close(&golden);
+}
+
 int main(void)
 {
     tune_err err = {{0}};
@@ -409,6 +502,9 @@ int main(void)
     test_fixture("tests/fixtures/tiny-gptoss", "adapter_experts", "golden_experts.safetensors", gpu);
     test_fixture("tests/fixtures/tiny-gptoss", "adapter_router", "golden_router.safetensors", gpu);
     test_mxfp4(gpu);
+    test_full("tests/fixtures/tiny-llama", gpu);
+    test_full("tests/fixtures/tiny-qwen2", gpu);
+    test_full("tests/fixtures/tiny-gptoss", gpu);
     printf("test_cuda_llama: %d of %d checks passed%s (device peak %.1f MiB beside a workspace of %zu MiB)\n",
            checks - failures, checks, failures ? "  FAILED" : "", (double)gpu->bytes_peak / (1 << 20),
            backend_cuda_workspace_bytes(gpu) >> 20);
