@@ -638,6 +638,28 @@ static void test_peft_roundtrip_logits(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_loss_and_lora_grads, setup_router, teardown, dir),    \
         cmocka_unit_test_prestate_setup_teardown(test_adapter_round_trip, setup_router, teardown, dir)
 
+/* m's adapter saved into out (a fresh temporary folder), its config read
+ * back, and loaded into a model planned from that config: the same
+ * trainable parameters. Returns the config read back. */
+static struct run_config adapter_reloads(struct fixture *f, const struct llama *m, const char *out)
+{
+    tune_err err = {{0}};
+    if (peft_save_adapter(m, out, f->dir, &err))
+        fail_msg("%s", err.msg);
+    struct run_config back;
+    run_config_default(&back, &f->spec);
+    if (peft_read_config(out, &f->spec, &back, &err))
+        fail_msg("%s", err.msg);
+    back.seq = m->rc.seq;
+    struct llama again;
+    load_base(f, &again, &back);
+    if (peft_load_adapter(&again, out, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(again.plan.trainable_params, m->plan.trainable_params);
+    llama_free(&again);
+    return back;
+}
+
 /* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
  * experts' only in chosen ones (--expert-layers). Only those layers' experts
  * carry LoRA; the adapter names them as PEFT matches them ("1.mlp.experts.
@@ -661,8 +683,9 @@ static void test_expert_layers(void **state)
     }
     char out[] = "/tmp/tune-expert-layers-XXXXXX";
     assert_non_null(mkdtemp(out));
-    if (peft_save_adapter(&m, out, dir, &err))
-        fail_msg("%s", err.msg);
+    struct run_config back = adapter_reloads(f, &m, out);
+    assert_int_equal(back.targets, f->rc.targets);
+    assert_true(back.expert_layers_chosen && back.expert_layer_selected[1] && !back.expert_layer_selected[0]);
     char path[512];
     snprintf(path, sizeof path, "%s/adapter_config.json", out);
     FILE *cfg = fopen(path, "r");
@@ -674,19 +697,6 @@ static void test_expert_layers(void **state)
     assert_non_null(strstr(text, "\"1.mlp.experts.gate_up_proj\""));
     assert_non_null(strstr(text, "\"1.mlp.experts.down_proj\""));
     assert_null(strstr(text, "\"0.mlp.experts"));
-    struct run_config back;
-    run_config_default(&back, &f->spec);
-    if (peft_read_config(out, &f->spec, &back, &err))
-        fail_msg("%s", err.msg);
-    assert_int_equal(back.targets, f->rc.targets);
-    assert_true(back.expert_layers_chosen && back.expert_layer_selected[1] && !back.expert_layer_selected[0]);
-    back.seq = 32;
-    struct llama again;
-    load_base(f, &again, &back);
-    if (peft_load_adapter(&again, out, &err))
-        fail_msg("%s", err.msg);
-    assert_int_equal(again.plan.trainable_params, m.plan.trainable_params);
-    llama_free(&again);
     llama_free(&m);
     snprintf(path, sizeof path, "rm -rf %s", out);
     assert_int_equal(system(path), 0);
@@ -729,21 +739,9 @@ static void test_target_layers_round_trip(void **state)
     llama_init_lora(&m);
     char out[] = "/tmp/tune-target-layers-XXXXXX";
     assert_non_null(mkdtemp(out));
-    if (peft_save_adapter(&m, out, dir, &err))
-        fail_msg("%s", err.msg);
-    struct run_config back;
-    run_config_default(&back, &f->spec);
-    if (peft_read_config(out, &f->spec, &back, &err))
-        fail_msg("%s", err.msg);
+    struct run_config back = adapter_reloads(f, &m, out);
     assert_false(back.all_layers);
     assert_true(back.layer_selected[1] && !back.layer_selected[0]);
-    back.seq = 32;
-    struct llama again;
-    load_base(f, &again, &back);
-    if (peft_load_adapter(&again, out, &err))
-        fail_msg("%s", err.msg);
-    assert_int_equal(again.plan.trainable_params, m.plan.trainable_params);
-    llama_free(&again);
     llama_free(&m);
     /* PEFT also writes a single index */
     edit_adapter_config(out, "[1]", "1");
