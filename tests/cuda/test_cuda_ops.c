@@ -367,6 +367,12 @@ static void test_matmul(void)
         {256, 384, 512, false, true, B, B, B, 1.0f, 1.0f, "linear into residual"},
         {96, 1000, 256, false, true, B, B, F, 1.0f, 0.0f, "logits"},
         {200, 16, 384, false, true, B, F, B, 1.0f, 0.0f, "lora x A^T"},
+        /* LoRA's skinny products with both factors bf16 (the compute twin): ranks 16, 8, odd widths */
+        {200, 16, 384, false, true, B, B, B, 1.0f, 0.0f, "lora x A^T, bf16 A"},
+        {2053, 16, 4104, false, true, B, B, F, 0.5f, 1.0f, "x A^T into fp32"},
+        {300, 8, 2048, false, true, B, B, B, 1.0f, 0.0f, "x A^T, rank 8"},
+        {37, 5, 64, false, true, B, B, B, -1.0f, 1.0f, "5 columns"},
+        {64, 17, 64, false, true, B, B, B, 1.0f, 0.0f, "17 columns"},
         {200, 384, 16, false, true, B, F, B, 0.5f, 1.0f, "lora y += s xa B^T"},
         {200, 384, 512, false, false, F, B, B, 1.0f, 0.0f, "dx = dres W"},
         {200, 384, 512, false, false, B, B, B, 1.0f, 1.0f, "dx += dy W"},
@@ -388,6 +394,7 @@ static void test_matmul(void)
     const struct mm_case adds[] = {
         {256, 384, 512, false, true, B, B, B, 1.0f, 1.0f, "next = input + x W^T"},
         {200, 384, 16, false, true, B, F, B, 0.5f, 1.0f, "next = input + s xa B^T"},
+        {200, 16, 2048, false, true, B, B, B, 0.5f, 1.0f, "x A^T, c apart from d"},
         {67, 45, 83, true, false, F, F, F, -2.0f, 1.0f, "fp32"},
     };
     for (size_t i = 0; i < sizeof adds / sizeof adds[0]; i++) {
@@ -1378,6 +1385,15 @@ static void test_timing(void)
     double s = time_gpu(time_matmul, &t, 5);
     printf("  matmul bf16 %lldx%lldx%lld: %.3f ms, %.0f TFLOP/s\n", (long long)n, (long long)n, (long long)n, s * 1e3,
            2.0 * n * n * n / s * 1e-12);
+    for (int64_t K = 4096; K <= 8192; K *= 2) { /* LoRA's x A^T, rank 16: reading x is the work */
+        struct timing_args lora = t;
+        lora.a = tensor_2d(t.a.data, DTYPE_BF16, T, K);
+        lora.b = tensor_2d(t.b.data, DTYPE_BF16, 16, K);
+        lora.c = tensor_2d(t.c.data, DTYPE_BF16, T, 16);
+        s = time_gpu(time_matmul, &lora, 5);
+        printf("  matmul bf16 %lldx16x%lld (x A^T): %.1f us, %.0f GB/s reading x\n", (long long)T, (long long)K,
+               s * 1e6, 2.0 * T * K / s * 1e-9);
+    }
     int32_t starts[2] = {0, (int32_t)T};
     struct layout l = layout_new(starts, 1);
     t.sl = layout_gpu(&l);
