@@ -67,6 +67,8 @@ expect 0 "ZeRO-1 38.50, ZeRO-2 26.25, ZeRO-3 14.00 GB" -- plan --params 7B --met
 expect 0 "17.5 GB per GPU" -- plan --params 70B --method full --gpus 8 --zero 3 --explain
 expect 0 "= 146.4 GB" -- plan --params 70B --method full --gpus 8 --zero 3 --grad-ckpt full --explain
 expect 0 "micro-batch" -- plan --model llama-3.1-8b --method qlora --gpu rtx4090-24 --find
+expect 0 "ckpt-keep    22 of 32 layers kept out of the recompute (--ckpt-keep 22)" -- plan --model llama-3.1-8b \
+    --targets all-linear --grad-ckpt full --dropout 0 --gpu l4-24 --find
 expect 0 "p5.48xlarge                 8x h100-80       ZeRO-1" -- plan --model llama-3.1-8b --method full --instances
 expect 0 "none of the" -- plan --model llama-3.1-70b --method full --instances
 

@@ -234,6 +234,16 @@ static void test_fit_search(void **state)
     assert_true(fit_plan_total(&s, &probe) <= usable);
     probe.seq++;
     assert_true(fit_plan_total(&s, &probe) > usable);
+    assert_int_equal(f.max_ckpt_keep, -1); /* no full checkpointing asked */
+    /* With it, the layers kept out of the recompute: as many as fit, one more does not. */
+    rc.grad_ckpt = GRAD_CKPT_FULL;
+    fit_find(&s, &rc, usable, &f);
+    assert_true(f.max_ckpt_keep > 0 && f.max_ckpt_keep < s.layers);
+    probe = rc;
+    probe.ckpt_keep_layers = f.max_ckpt_keep;
+    assert_true(fit_plan_total(&s, &probe) <= usable);
+    probe.ckpt_keep_layers++;
+    assert_true(probe.ckpt_keep_layers == s.layers || fit_plan_total(&s, &probe) > usable);
 }
 
 static void test_invalid_runs(void **state)

@@ -100,6 +100,7 @@ void plan_report_json(FILE *out, const struct plan_report *r)
         add_int(f, "max_micro_batch", r->find.max_micro_batch);
         add_int(f, "max_seq", r->find.max_seq);
         cJSON_AddBoolToObject(f, "seq_capped_at_context", r->find.seq_capped);
+        add_int(f, "max_ckpt_keep", r->find.max_ckpt_keep);
     }
     if (r->n_instances) {
         cJSON *arr = cJSON_AddArrayToObject(root, "instances");

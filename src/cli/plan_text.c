@@ -90,6 +90,9 @@ static void print_find(FILE *out, const struct plan_report *r)
                 (long long)r->rc.micro_batch, r->find.seq_capped ? " (the model's whole context)" : "");
     else
         fprintf(out, "  sequence     none: the run does not fit even at 1 token\n");
+    if (r->find.max_ckpt_keep >= 0)
+        fprintf(out, "  ckpt-keep    %lld of %lld layers kept out of the recompute (--ckpt-keep %lld)\n",
+                (long long)r->find.max_ckpt_keep, (long long)r->spec.layers, (long long)r->find.max_ckpt_keep);
 }
 
 static void print_instances(FILE *out, const struct plan_report *r)

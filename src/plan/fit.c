@@ -54,4 +54,20 @@ void fit_find(const struct model_spec *spec, const struct run_config *rc, int64_
     int64_t cap = spec->max_position ? spec->max_position : 1 << 20;
     out->max_seq = search(spec, &probe, &probe.seq, cap, usable_bytes);
     out->seq_capped = out->max_seq == cap;
+    out->max_ckpt_keep = -1;
+    probe = *rc;
+    probe.ckpt_keep_layers = 0;
+    int64_t t = fit_plan_total(spec, &probe);
+    if (rc->grad_ckpt != GRAD_CKPT_FULL || t < 0 || t > usable_bytes)
+        return;
+    int64_t lo = 0, hi = spec->layers; /* lo fits; hi (every layer: no checkpointing at all) is not a keep */
+    while (hi - lo > 1) {
+        probe.ckpt_keep_layers = lo + (hi - lo) / 2;
+        t = fit_plan_total(spec, &probe);
+        if (t >= 0 && t <= usable_bytes)
+            lo = probe.ckpt_keep_layers;
+        else
+            hi = probe.ckpt_keep_layers;
+    }
+    out->max_ckpt_keep = lo;
 }

@@ -12,9 +12,11 @@ struct fit_result {
     int64_t max_micro_batch; /* at rc->seq; 0 if not even 1 fits */
     int64_t max_seq;         /* at rc->micro_batch; 0 if not even 1 token fits */
     bool seq_capped;         /* max_seq stopped at the model's context length */
+    int64_t max_ckpt_keep;   /* with full checkpointing: the most last layers kept out of the recompute
+                                (--ckpt-keep) at rc's sizes; -1 without it or if rc does not fit */
 };
 
-/* Searches (plans are monotone in both sizes) by doubling then bisection. */
+/* Searches (plans are monotone in both sizes, and in the layers kept) by doubling then bisection. */
 void fit_find(const struct model_spec *spec, const struct run_config *rc, int64_t usable_bytes,
               struct fit_result *out);
 
