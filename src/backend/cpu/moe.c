@@ -18,11 +18,8 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/moe_topk_row.h"
 #include "base/mxfp4.h"
-
-/* torch.topk's order: larger first, NaN above everything (as torch sorts it),
- * and among equals the lower index (already first, as the scan goes up). */
-static bool topk_before(float v, float best) { return v > best || (isnan(v) && !isnan(best)); }
 
 void cpu_moe_topk(struct backend *b, struct tensor *experts, struct tensor *weights, const struct tensor *logits)
 {
@@ -35,31 +32,8 @@ void cpu_moe_topk(struct backend *b, struct tensor *experts, struct tensor *weig
     int32_t *ed = experts->data;    /* [T, k] */
     float *wd = weights->data;      /* [T, k] */
 #pragma omp parallel for
-    for (int64_t t = 0; t < t_n; t++) {
-        const float *l = ld + t * e_n;
-        int32_t *et = ed + t * k;
-        float *wt = wd + t * k;
-        for (int64_t j = 0; j < k; j++) {
-            int64_t best = -1;
-            for (int64_t e = 0; e < e_n; e++) {
-                bool taken = false;
-                for (int64_t i = 0; i < j; i++)
-                    taken |= et[i] == e;
-                if (!taken && (best < 0 || topk_before(l[e], l[best])))
-                    best = e;
-            }
-            et[j] = (int32_t)best;
-            wt[j] = l[best];
-        }
-        /* softmax over the k values; the first is the largest */
-        float top = wt[0], sum = 0;
-        for (int64_t j = 0; j < k; j++) {
-            wt[j] = expf(wt[j] - top);
-            sum += wt[j];
-        }
-        for (int64_t j = 0; j < k; j++)
-            wt[j] /= sum;
-    }
+    for (int64_t t = 0; t < t_n; t++)
+        moe_topk_row(ld + t * e_n, e_n, k, ed + t * k, wd + t * k);
 }
 
 void cpu_moe_topk_backward(struct backend *b, struct tensor *dlogits, const struct tensor *dweights,

@@ -18,6 +18,7 @@
  * outputs in gather, scatter and weights_backward; moe_group leaves its pair
  * out and moe_topk_backward ignores it. */
 #include "backend/cuda/cuda_ops.cuh"
+#include "backend/moe_topk_row.h"
 
 /* Threads of moe_group's counting block and of a weights_backward dot. */
 #define MOE_COUNT_THREADS 1024
@@ -27,43 +28,13 @@
 
 /* ---- moe_topk ---- */
 
-/* torch.topk's order, as the CPU's: larger first, NaN above everything, and
- * among equals the lower index (already first, as the scan goes up). */
-static __device__ __forceinline__ bool topk_before(float v, float best)
-{
-    return v > best || (isnan(v) && !isnan(best));
-}
-
 /* Thread t: experts[t, :], weights[t, :] (both [T, k]) from logits [T, E],
  * by the CPU's selection, reading back the ids already chosen. */
 static __global__ void moe_topk_kernel(int32_t *experts, float *weights, const float *logits, int64_t T, int64_t E,
                                        int64_t k)
 {
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x) {
-        const float *l = logits + t * E;
-        int32_t *et = experts + t * k;
-        float *wt = weights + t * k;
-        for (int64_t j = 0; j < k; j++) {
-            int64_t best = -1;
-            for (int64_t e = 0; e < E; e++) {
-                bool taken = false;
-                for (int64_t i = 0; i < j; i++)
-                    taken |= et[i] == e;
-                if (!taken && (best < 0 || topk_before(l[e], l[best])))
-                    best = e;
-            }
-            et[j] = (int32_t)best;
-            wt[j] = l[best];
-        }
-        /* softmax over the k values; the first is the largest */
-        float top = wt[0], sum = 0;
-        for (int64_t j = 0; j < k; j++) {
-            wt[j] = expf(wt[j] - top);
-            sum += wt[j];
-        }
-        for (int64_t j = 0; j < k; j++)
-            wt[j] /= sum;
-    }
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < T; t += (int64_t)gridDim.x * blockDim.x)
+        moe_topk_row(logits + t * E, E, k, experts + t * k, weights + t * k);
 }
 
 extern "C" void cuda_moe_topk(struct backend *b, struct tensor *experts, struct tensor *weights,
