@@ -306,6 +306,18 @@ expect 0 "[<|start|>]|[as]|[s]|[i]|[st]|[an]|[t]|<|channel|>|f|in|al|<|message|>
     --tokenizer examples/models/tiny-gptoss/tokenizer.json --data examples/data/chat.jsonl --chat-format harmony
 expect 0 "done       2 steps" -- train --model examples/models/tiny-gptoss --data examples/data/chat.jsonl --seq 512 \
     --max-steps 2 --output "$tmp/harmony"
+# harmony's system message states a date, today's by default: a run keeps the day it started among
+# its saved arguments, so that --resume renders the same tokens on another day; llama3's is fixed
+today=$(date +%Y-%m-%d)
+checks=$((checks + 1))
+grep -qF "\"--chat-date\", \"$today\"" "$tmp/harmony/training_args.json" ||
+    fail "a harmony run did not keep its date: $(cat "$tmp/harmony/training_args.json")"
+expect 1 "chat.jsonl:1: chat date '2025-13-01': not a date of the form YYYY-MM-DD" -- train \
+    --model examples/models/tiny-gptoss --data examples/data/chat.jsonl --chat-date 2025-13-01 --output "$tmp/bad-date"
+expect 0 "done       1 steps" -- train --model examples/models/tiny-llama --data examples/data/chat.jsonl \
+    --chat-format llama3 --max-steps 1 --output "$tmp/llama3-chat"
+checks=$((checks + 1))
+grep -q "chat-date" "$tmp/llama3-chat/training_args.json" && fail "a llama3 run pinned a date it does not state"
 cp -r examples/models/tiny-gptoss "$tmp/stops"
 python3 - "$tmp/stops" <<'PY' || fail "could not make the stop-token model"
 import json, struct, sys

@@ -43,6 +43,17 @@ int packer_stream_init(struct packer_stream *s, struct batch_stream *bs, const s
     return 0;
 }
 
+int data_setup_chat_format(const struct data_request *a, bool *chat, enum chat_format *format, tune_err *err)
+{
+    if (a->chat_format) {
+        *chat = true;
+        return chat_format_parse(a->chat_format, format, err) ? err_prefix(err, "--chat-format") : 0;
+    }
+    tune_err ignored;
+    *chat = chat_format_for_model(spec_model_type(a->spec->arch), a->spec->vocab, format, &ignored) == 0;
+    return 0;
+}
+
 int data_setup_load(const struct data_request *a, struct tokenizer *tok, int32_t eos, struct dataset *d,
                     struct data_template **tmpl, tune_err *err)
 {
@@ -55,15 +66,10 @@ int data_setup_load(const struct data_request *a, struct tokenizer *tok, int32_t
             return -1;
         o.tmpl = *tmpl;
     }
-    const char *model_type = spec_model_type(a->spec->arch);
-    if (a->chat_format) {
-        if (chat_format_parse(a->chat_format, &o.chat_format, err))
-            return err_prefix(err, "--chat-format");
-        o.chat = true;
-    } else {
-        tune_err ignored;
-        o.chat = chat_format_for_model(model_type, a->spec->vocab, &o.chat_format, &ignored) == 0;
-    }
+    struct chat_options chat_opt = {.date = a->chat_date};
+    o.chat_opt = &chat_opt;
+    if (data_setup_chat_format(a, &o.chat, &o.chat_format, err))
+        return -1;
     return dataset_load(d, a->data, &o, err);
 }
 

@@ -15,7 +15,12 @@ struct data_request {
     const char *data, *template_path, *chat_format; /* the latter two may be NULL */
     const struct model_spec *spec;                  /* picks the default chat format */
     int64_t max_length;
+    const char *chat_date; /* YYYY-MM-DD for the formats that state a date; NULL: the template's default */
 };
+
+/* Whether "messages" records render, and in which format: --chat-format's, or
+ * the model's own where its template is built in. */
+int data_setup_chat_format(const struct data_request *a, bool *chat, enum chat_format *format, tune_err *err);
 
 /* Loads a->data with the tokenizer, EOS id and options the request implies. */
 int data_setup_load(const struct data_request *a, struct tokenizer *tok, int32_t eos, struct dataset *d,

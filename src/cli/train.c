@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/units.h"
 #include "cli/commands.h"
@@ -25,6 +26,26 @@ static void print_data_stats(const struct dataset *d, size_t n_train, size_t n_e
            "%lld trained; %lld truncated, %lld dropped, longest %lld\n",
            (long long)s->records, (long long)s->files, d->n, n_train, n_eval, (long long)s->tokens,
            (long long)s->trained, (long long)s->truncated, (long long)s->dropped, (long long)s->max_len);
+}
+
+/* Harmony's system message states the date, today's by default: the run
+ * keeps the day it started (as --chat-date among its saved arguments), so
+ * that --resume renders the same tokens on another day. */
+static int pin_chat_date(struct train_args *a, tune_err *err)
+{
+    static char today[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm) || !strftime(today, sizeof today, "%Y-%m-%d", &tm))
+        return err_set(err, "--chat-date: cannot read today's date");
+    char **grown = realloc(a->all, sizeof *grown * (size_t)(a->n_all + 2));
+    if (!grown)
+        return err_set(err, "out of memory");
+    a->all = grown;
+    a->all[a->n_all++] = "--chat-date";
+    a->all[a->n_all++] = today;
+    a->chat_date = today;
+    return 0;
 }
 
 static int run(struct train_args *a, tune_err *err)
@@ -48,7 +69,13 @@ static int run(struct train_args *a, tune_err *err)
     if (!(be = device_open(&a->device, err)) || llama_supports(&a->spec, &a->rc, be, err) ||
         device_check_fit(be, &a->spec, &a->rc, err))
         goto out;
-    struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq};
+    struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq, a->chat_date};
+    bool chat;
+    enum chat_format format;
+    if (data_setup_chat_format(&req, &chat, &format, err) ||
+        (chat && format == CHAT_FORMAT_HARMONY && !a->chat_date && pin_chat_date(a, err)))
+        goto out;
+    req.chat_date = a->chat_date;
     if (model_load_tokenizer(a->model, &tok, err) || model_eos_ids(a->model, tok, eos, err) < 0 ||
         data_setup_load(&req, tok, eos[0], &d, &tmpl, err))
         goto out;

@@ -19,7 +19,7 @@ enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_EXPERT_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP,
     T_WD, T_CLIP, T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT,
-    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
+    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_CHAT_DATE, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -57,6 +57,8 @@ static const struct cli_opt train_opts[] = {
     [T_CKPT] = {"--grad-ckpt", "P", "gradient checkpointing: none (default), full, or selective (matmul outputs kept)"},
     [T_OFFLOAD_CKPT] = {"--offload-checkpoints", NULL, OFFLOAD_CKPT_HELP},
     [T_CKPT_KEEP] = {"--ckpt-keep", "N", CKPT_KEEP_HELP},
+    [T_CHAT_DATE] = {"--chat-date", "YYYY-MM-DD", "the date harmony's system message states (default: the day the "
+                                                   "run starts, kept for --resume)"},
     [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_RSLORA] = {"--rslora", NULL, "rank-stabilized LoRA: scale alpha / sqrt(r) (PEFT's use_rslora)"},
@@ -179,6 +181,7 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
         return 0;
     case T_OFFLOAD_CKPT: rc->offload_checkpoints = true; return 0;
     case T_CKPT_KEEP: return units_parse_int(v, "--ckpt-keep", 0, SPEC_MAX_LAYERS, &rc->ckpt_keep_layers, err);
+    case T_CHAT_DATE: a->chat_date = v; return 0;
     case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;
     case T_RSLORA: rc->use_rslora = true; return 0;
     case T_DEVICE:

@@ -13,6 +13,7 @@
 
 struct train_args {
     const char *model, *data, *template_path, *chat_format, *output, *resume, *config;
+    const char *chat_date; /* --chat-date, or the day a harmony run started (saved for --resume) */
     struct model_spec spec;
     struct run_config rc;
     struct train_config tc;
