@@ -318,6 +318,11 @@ expect 0 "done       1 steps" -- train --model examples/models/tiny-llama --data
     --chat-format llama3 --max-steps 1 --output "$tmp/llama3-chat"
 checks=$((checks + 1))
 grep -q "chat-date" "$tmp/llama3-chat/training_args.json" && fail "a llama3 run pinned a date it does not state"
+# harmony's reasoning effort: stated in the system message, checked where it is given
+expect 0 "Reasoning: high" -- generate --model examples/models/tiny-gptoss --chat-format auto \
+    --reasoning-effort high --prompt "Hi" --max-new 1
+expect 2 "--reasoning-effort: 'max' is not low, medium or high" -- train --model examples/models/tiny-gptoss \
+    --data examples/data/chat.jsonl --reasoning-effort max --output "$tmp/bad-effort"
 cp -r examples/models/tiny-gptoss "$tmp/stops"
 python3 - "$tmp/stops" <<'PY' || fail "could not make the stop-token model"
 import json, struct, sys

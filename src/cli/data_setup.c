@@ -66,7 +66,9 @@ int data_setup_load(const struct data_request *a, struct tokenizer *tok, int32_t
             return -1;
         o.tmpl = *tmpl;
     }
-    struct chat_options chat_opt = {.date = a->chat_date};
+    struct chat_options chat_opt = {.date = a->chat_date, .reasoning_effort = a->reasoning_effort};
+    if (chat_effort_check(a->reasoning_effort, err))
+        return err_prefix(err, "--reasoning-effort");
     o.chat_opt = &chat_opt;
     if (data_setup_chat_format(a, &o.chat, &o.chat_format, err))
         return -1;

@@ -16,6 +16,7 @@ struct data_request {
     const struct model_spec *spec;                  /* picks the default chat format */
     int64_t max_length;
     const char *chat_date; /* YYYY-MM-DD for the formats that state a date; NULL: the template's default */
+    const char *reasoning_effort; /* harmony's "low", "medium" or "high"; NULL: "medium" */
 };
 
 /* Whether "messages" records render, and in which format: --chat-format's, or

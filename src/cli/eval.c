@@ -13,7 +13,7 @@
 #include "model/llama.h"
 #include "model/peft.h"
 
-enum { E_MODEL, E_ADAPTER, E_DATA, E_TEMPLATE, E_CHAT, E_CHAT_DATE, E_SEQ, E_MB, E_DEVICE, E_HELP, E_COUNT };
+enum { E_MODEL, E_ADAPTER, E_DATA, E_TEMPLATE, E_CHAT, E_CHAT_DATE, E_EFFORT, E_SEQ, E_MB, E_DEVICE, E_HELP, E_COUNT };
 
 static const struct cli_opt eval_opts[] = {
     [E_MODEL] = {"--model", "DIR", "the base model folder"},
@@ -23,6 +23,7 @@ static const struct cli_opt eval_opts[] = {
     [E_CHAT] = {"--chat-format", "F", "for {\"messages\"} records"},
     [E_CHAT_DATE] = {"--chat-date", "YYYY-MM-DD", "the date harmony's system message states (a run's: its "
                                                   "training_args.json; default today)"},
+    [E_EFFORT] = {"--reasoning-effort", "E", "harmony's system message: low, medium (default) or high"},
     [E_SEQ] = {"--seq", "N", "tokens per row; longer examples are truncated (default 512)"},
     [E_MB] = {"--micro-batch", "N", "rows per forward (default 1)"},
     [E_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
@@ -54,7 +55,8 @@ static int run(const char **opt, int64_t seq, int64_t mb, tune_err *err)
     struct llama m = {0};
     struct backend *be = NULL;
     int32_t eos[MODEL_MAX_EOS];
-    struct data_request req = {opt[E_DATA], opt[E_TEMPLATE], opt[E_CHAT], &spec, seq, opt[E_CHAT_DATE]};
+    struct data_request req = {opt[E_DATA], opt[E_TEMPLATE],   opt[E_CHAT],
+                               &spec,       seq, opt[E_CHAT_DATE], opt[E_EFFORT]};
     int status = -1;
     if (model_load_tokenizer(opt[E_MODEL], &tok, err) || model_eos_ids(opt[E_MODEL], tok, eos, err) < 0 ||
         data_setup_load(&req, tok, eos[0], &d, &tmpl, err) ||

@@ -20,7 +20,7 @@
 #include "model/spec.h"
 #include "text/chat.h"
 
-enum { G_MODEL, G_ADAPTER, G_PROMPT, G_CHAT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_DEVICE, G_HELP, G_COUNT };
+enum { G_MODEL, G_ADAPTER, G_PROMPT, G_CHAT, G_EFFORT, G_MAX_NEW, G_TEMP, G_TOP_P, G_SEED, G_DEVICE, G_HELP, G_COUNT };
 
 static const struct cli_opt gen_opts[] = {
     [G_MODEL] = {"--model", "DIR", "the base model folder"},
@@ -28,6 +28,7 @@ static const struct cli_opt gen_opts[] = {
     [G_PROMPT] = {"--prompt", "TEXT", "the text to continue"},
     [G_CHAT] = {"--chat-format", "F", "the prompt is a user message in chat format F (harmony, llama3, chatml, "
                                       "mistral; auto: the model's); stops at the end of the model's turn"},
+    [G_EFFORT] = {"--reasoning-effort", "E", "with --chat-format harmony: low, medium (default) or high"},
     [G_MAX_NEW] = {"--max-new", "N", "tokens to generate at most (default 128)"},
     [G_TEMP] = {"--temperature", "T", "0 (default) is greedy"},
     [G_TOP_P] = {"--top-p", "P", "nucleus sampling mass (default 1.0)"},
@@ -54,8 +55,11 @@ static int prompt_text(const char **opt, const struct model_spec *spec, const st
                                     : chat_format_for_model(spec_model_type(spec->arch), spec->vocab, &format, err))
         return err_prefix(err, "--chat-format");
     struct chat_message user = {.role = CHAT_ROLE_USER, .content = opt[G_PROMPT]};
+    struct chat_options options = {.reasoning_effort = opt[G_EFFORT]};
     struct chat_text t = {0};
-    if (chat_check_tokenizer(format, tok, err) || chat_render(format, &user, 1, NULL, &t, err)) {
+    if (chat_effort_check(opt[G_EFFORT], err))
+        return err_prefix(err, "--reasoning-effort");
+    if (chat_check_tokenizer(format, tok, err) || chat_render(format, &user, 1, &options, &t, err)) {
         chat_text_free(&t);
         return err_prefix(err, "--chat-format");
     }

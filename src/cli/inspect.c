@@ -642,7 +642,7 @@ static int load_tokens(const struct inspect_args *a, struct dataset *d, struct t
         if (spec_resolve(&spec, a->v[OPT_MODEL], err) || model_load_tokenizer(a->v[OPT_MODEL], tok, err) ||
             model_eos_ids(a->v[OPT_MODEL], *tok, eos, err) < 0)
             return -1;
-        struct data_request req = {data, a->v[OPT_TEMPLATE], a->v[OPT_CHAT], &spec, 0, NULL};
+        struct data_request req = {data, a->v[OPT_TEMPLATE], a->v[OPT_CHAT], &spec, 0, NULL, NULL};
         printf("tokenizer      %s/tokenizer.json, eos %s (%d)\n", a->v[OPT_MODEL], tok_id_to_token(*tok, eos[0]),
                eos[0]);
         return data_setup_load(&req, *tok, eos[0], d, tmpl, err);

@@ -69,7 +69,8 @@ static int run(struct train_args *a, tune_err *err)
     if (!(be = device_open(&a->device, err)) || llama_supports(&a->spec, &a->rc, be, err) ||
         device_check_fit(be, &a->spec, &a->rc, err))
         goto out;
-    struct data_request req = {a->data, a->template_path, a->chat_format, &a->spec, a->rc.seq, a->chat_date};
+    struct data_request req = {a->data,      a->template_path, a->chat_format,       &a->spec,
+                               a->rc.seq,    a->chat_date,     a->reasoning_effort};
     bool chat;
     enum chat_format format;
     if (data_setup_chat_format(&req, &chat, &format, err) ||

@@ -14,12 +14,13 @@
 #include "cli/args.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
+#include "text/chat.h"
 
 enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_EXPERT_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP,
     T_WD, T_CLIP, T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT,
-    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_CHAT_DATE, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
+    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_CHAT_DATE, T_EFFORT, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -59,6 +60,7 @@ static const struct cli_opt train_opts[] = {
     [T_CKPT_KEEP] = {"--ckpt-keep", "N", CKPT_KEEP_HELP},
     [T_CHAT_DATE] = {"--chat-date", "YYYY-MM-DD", "the date harmony's system message states (default: the day the "
                                                    "run starts, kept for --resume)"},
+    [T_EFFORT] = {"--reasoning-effort", "E", "harmony's system message: low, medium (default) or high"},
     [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_RSLORA] = {"--rslora", NULL, "rank-stabilized LoRA: scale alpha / sqrt(r) (PEFT's use_rslora)"},
@@ -182,6 +184,9 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
     case T_OFFLOAD_CKPT: rc->offload_checkpoints = true; return 0;
     case T_CKPT_KEEP: return units_parse_int(v, "--ckpt-keep", 0, SPEC_MAX_LAYERS, &rc->ckpt_keep_layers, err);
     case T_CHAT_DATE: a->chat_date = v; return 0;
+    case T_EFFORT:
+        a->reasoning_effort = v;
+        return chat_effort_check(v, err) ? err_prefix(err, "--reasoning-effort") : 0;
     case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;
     case T_RSLORA: rc->use_rslora = true; return 0;
     case T_DEVICE:

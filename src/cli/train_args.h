@@ -14,6 +14,7 @@
 struct train_args {
     const char *model, *data, *template_path, *chat_format, *output, *resume, *config;
     const char *chat_date; /* --chat-date, or the day a harmony run started (saved for --resume) */
+    const char *reasoning_effort; /* harmony's, or NULL */
     struct model_spec spec;
     struct run_config rc;
     struct train_config tc;

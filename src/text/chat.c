@@ -65,6 +65,14 @@ const char *chat_format_name(enum chat_format format)
     return (unsigned)format < CHAT_FORMAT_COUNT ? formats[format].name : "?";
 }
 
+int chat_effort_check(const char *effort, tune_err *err)
+{
+    if (!effort || !strcmp(effort, "low") || !strcmp(effort, "medium") || !strcmp(effort, "high"))
+        return 0;
+    char shown[ERR_SHOWN_SIZE];
+    return err_set(err, "'%s' is not low, medium or high", err_shown(shown, effort));
+}
+
 const char *chat_generation_prompt(enum chat_format format)
 {
     return (unsigned)format < CHAT_FORMAT_COUNT ? formats[format].generation_prompt : "";

@@ -96,6 +96,9 @@ int chat_format_for_model(const char *model_type, int64_t vocab, enum chat_forma
 
 const char *chat_role_name(enum chat_role role);
 
+/* Fails unless effort is NULL or one of harmony's reasoning efforts: "low", "medium", "high". */
+int chat_effort_check(const char *effort, tune_err *err);
+
 /* What the format's template appends for add_generation_prompt=True: the opening of the
  * model's turn ("<|start|>assistant" in harmony; "" in mistral, whose text ends open). */
 const char *chat_generation_prompt(enum chat_format format);
