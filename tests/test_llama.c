@@ -302,15 +302,27 @@ static void test_rslora_scale(void **state)
         int64_t counted;
         load_model(f, &m, &rc);
         assert_int_equal(llama_step(&m, &b, false, 0, 0, &loss[same], &counted, &err), 0);
-        if (same) {
-            char dir[] = "/tmp/tune-rslora-XXXXXX", cmd[64];
+        if (same) { /* saved, read back, and merged as PEFT merges it: alpha / sqrt(r), the plain merge */
+            char dir[] = "/tmp/tune-rslora-XXXXXX", merged[] = "/tmp/tune-rslora-merged-XXXXXX", cmd[128];
             assert_non_null(mkdtemp(dir));
+            assert_non_null(mkdtemp(merged));
             assert_int_equal(peft_save_adapter(&m, dir, f->dir, &err), 0);
             struct run_config back;
             run_config_default(&back, &f->spec);
             assert_int_equal(peft_read_config(dir, &f->spec, &back, &err), 0);
             assert_true(back.use_rslora);
-            snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+            if (merge_lora(f->dir, dir, merged, 1LL << 30, &err))
+                fail_msg("%s", err.msg);
+            struct st_model mm;
+            assert_int_equal(st_model_open(&mm, merged, &err), 0);
+            const struct st_tensor *q = st_model_find(&mm, "model.layers.0.self_attn.q_proj.weight", NULL);
+            assert_non_null(q);
+            double e = rel_l2(q->data, golden_f32(f, "merged.model.layers.0.self_attn.q_proj.weight", q->nbytes / 4),
+                              q->nbytes / 4);
+            if (e > 1e-6)
+                fail_msg("rsLoRA merge: relative error %.3g against PEFT's plain merge", e);
+            st_model_close(&mm);
+            snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, merged);
             assert_int_equal(system(cmd), 0);
         }
         llama_free(&m);

@@ -4,6 +4,7 @@
 #include "model/merge.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,8 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     run_config_default(&rc, &spec);
     if (peft_read_config(adapter_dir, &spec, &rc, err))
         return -1;
-    float scale = (float)(rc.lora_alpha / (double)rc.lora_r);
+    /* PEFT's scaling: alpha / r, or alpha / sqrt(r) for rsLoRA */
+    float scale = (float)(rc.lora_alpha / (rc.use_rslora ? sqrt((double)rc.lora_r) : (double)rc.lora_r));
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);
     struct st_model base;
