@@ -365,6 +365,14 @@ expect 1 "--ckpt-keep 4: keep 0 to 3 of" -- train $ck --grad-ckpt full --ckpt-ke
 expect 2 "--ckpt-keep keeps some layers out of full checkpointing: it needs --grad-ckpt full" -- plan \
     --model llama-3.1-8b --ckpt-keep 1
 
+# tune merge on gpt-oss: the experts' and the router's LoRA fold into the weights (test_llama checks the
+# values against PEFT's); experts kept in MXFP4 are refused, naming the tensor
+expect 0 "merged tests/fixtures/tiny-gptoss + tests/fixtures/tiny-gptoss/adapter_router" -- merge \
+    --model tests/fixtures/tiny-gptoss --adapter tests/fixtures/tiny-gptoss/adapter_router --output "$tmp/merged-oss"
+expect 1 "'model.layers.0.mlp.experts.down_proj_blocks' is MXFP4: merging the experts' LoRA into it needs" -- merge \
+    --model tests/fixtures/tiny-gptoss-mxfp4 --adapter tests/fixtures/tiny-gptoss/adapter_experts \
+    --output "$tmp/merged-mxfp4"
+
 # A --config YAML file holds the same flags; the command line overrides it.
 printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"
 expect 0 "done       2 steps" -- train --config "$tmp/run.yaml" --model examples/models/tiny-llama --output "$tmp/yaml" --max-steps 2

@@ -672,6 +672,45 @@ static struct run_config adapter_reloads(struct fixture *f, const struct llama *
     return back;
 }
 
+/* tune merge on gpt-oss against PEFT's merge_and_unload: the experts'
+ * stacked factors (both parameters adapted, so gate_up's one wrapper deeper)
+ * folded into transformers' [E, in, out] weights, and the router's as a
+ * Linear's; every other tensor copied. */
+static void test_merge_gptoss(void **state)
+{
+    (void)state;
+    const char *dir = "tests/fixtures/tiny-gptoss";
+    const char *const adapters[2][3] = {
+        {"tests/fixtures/tiny-gptoss/adapter_experts", "tests/fixtures/tiny-gptoss/golden_experts.safetensors",
+         "model.layers.1.mlp.experts.down_proj"},
+        {"tests/fixtures/tiny-gptoss/adapter_router", "tests/fixtures/tiny-gptoss/golden_router.safetensors",
+         "model.layers.0.mlp.router.weight"}};
+    for (int k = 0; k < 2; k++) {
+        char out[] = "/tmp/tune-merge-gptoss-XXXXXX", cmd[600], g[200];
+        assert_non_null(mkdtemp(out));
+        tune_err err = {{0}};
+        if (merge_lora(dir, adapters[k][0], out, 1LL << 30, &err))
+            fail_msg("%s", err.msg);
+        struct st_model merged;
+        struct st_file golden;
+        assert_int_equal(st_model_open(&merged, out, &err), 0);
+        assert_int_equal(st_file_open(&golden, adapters[k][1], &err), 0);
+        const struct st_tensor *t = st_model_find(&merged, adapters[k][2], NULL);
+        snprintf(g, sizeof g, "merged.%s", adapters[k][2]);
+        const struct st_tensor *want = st_file_find(&golden, g);
+        assert_non_null(t);
+        assert_non_null(want);
+        assert_int_equal(t->nbytes, want->nbytes);
+        double e = rel_l2(t->data, want->data, t->nbytes / 4);
+        if (e > 1e-6)
+            fail_msg("%s: relative error %.3g against PEFT's merge", adapters[k][2], e);
+        st_file_close(&golden);
+        st_model_close(&merged);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 /* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
  * experts' only in chosen ones (--expert-layers). Only those layers' experts
  * carry LoRA; the adapter names them as PEFT matches them ("1.mlp.experts.
@@ -832,6 +871,7 @@ int main(void)
                                                  (void *)roundtrip_gptoss),
         cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
         cmocka_unit_test(test_expert_layers),
+        cmocka_unit_test(test_merge_gptoss),
         cmocka_unit_test(test_target_layers_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,6 +42,77 @@ static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const
     return 0;
 }
 
+/* gpt-oss's experts, transformers' [E, in, out] weight w: w[e] += scale *
+ * A_e^T B_e^T, with PEFT's layout of the stacked factors: A [E * r, in] (rows
+ * of expert e together), B [out, r * E] (column j * E + e). */
+static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B,
+                         float scale, void **merged, tune_err *err)
+{
+    struct backend *be = backend_cpu();
+    int64_t E = w->shape[0], in = w->shape[1], out = w->shape[2], r = A->shape[0] / (E ? E : 1);
+    if (w->rank != 3 || A->rank != 2 || B->rank != 2 || A->shape[0] != E * r || A->shape[1] != in ||
+        B->shape[0] != out || B->shape[1] != r * E || A->dtype != DTYPE_F32 || B->dtype != DTYPE_F32)
+        return err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld, %lld] experts", w->name,
+                       (long long)E, (long long)in, (long long)out);
+    float *w32 = malloc(sizeof(float) * (size_t)(E * in * out)), *bt = malloc(sizeof(float) * (size_t)(r * out));
+    *merged = malloc((size_t)w->nbytes);
+    if (!w32 || !bt || !*merged) {
+        free(w32);
+        free(bt);
+        return err_set(err, "out of memory merging '%s'", w->name);
+    }
+    struct tensor src = tensor_1d((void *)w->data, w->dtype, E * in * out), f = tensor_1d(w32, DTYPE_F32, E * in * out);
+    be->convert(be, &f, &src);
+    const float *b = B->data;
+    for (int64_t e = 0; e < E; e++) {
+        for (int64_t j = 0; j < r; j++) /* B_e^T [r, out] */
+            for (int64_t o = 0; o < out; o++)
+                bt[j * out + o] = b[o * r * E + j * E + e];
+        struct tensor we = tensor_2d(w32 + e * in * out, DTYPE_F32, in, out);
+        struct tensor ae = tensor_2d((float *)A->data + e * r * in, DTYPE_F32, r, in), be_t = tensor_2d(bt, DTYPE_F32, r, out);
+        be->matmul(be, &we, &ae, true, &be_t, false, scale, 1.0f);
+    }
+    struct tensor dst = tensor_1d(*merged, w->dtype, E * in * out);
+    be->convert(be, &dst, &f);
+    free(w32);
+    free(bt);
+    return 0;
+}
+
+/* Where name ends with suffix, else NULL. */
+static const char *ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n >= s && !strcmp(name + n - s, suffix) ? name + n - s : NULL;
+}
+
+/* The adapter's factors of base tensor `name` (rc: the adapter's run), named as PEFT saves them: a
+ * Linear's "<module>.lora_A.weight"; an expert parameter's ("model.layers.7.mlp.experts.down_proj")
+ * under the experts module, gate_up_proj's one "base_layer." deeper when the layer's down_proj is
+ * adapted too (PEFT nests a wrapper per parameter, gate_up_proj's inside). Empty names where the
+ * adapter does not adapt the expert parameter: the module's factors are then the other one's. */
+static void factor_names(const char *name, const struct run_config *rc, char *a, char *b, size_t len)
+{
+    size_t n = strlen(name);
+    const char *gate_up = ends_with(name, ".mlp.experts.gate_up_proj"), *down = ends_with(name, ".mlp.experts.down_proj");
+    long long layer = -1;
+    if ((gate_up || down) && (sscanf(name, "model.layers.%lld.", &layer) != 1 || layer < 0 ||
+                              !run_layer_targeted(rc, layer, gate_up ? "gate_up" : "down"))) {
+        *a = *b = 0;
+        return;
+    }
+    if (gate_up || down) {
+        int module = (int)((gate_up ? gate_up : down) - name) + (int)strlen(".mlp.experts");
+        const char *deeper = gate_up && run_layer_targeted(rc, layer, "down") ? ".base_layer" : "";
+        snprintf(a, len, "base_model.model.%.*s%s.lora_A.weight", module, name, deeper);
+        snprintf(b, len, "base_model.model.%.*s%s.lora_B.weight", module, name, deeper);
+        return;
+    }
+    int stem = n > 7 && !strcmp(name + n - 7, ".weight") ? (int)n - 7 : (int)n;
+    snprintf(a, len, "base_model.model.%.*s.lora_A.weight", stem, name);
+    snprintf(b, len, "base_model.model.%.*s.lora_B.weight", stem, name);
+}
+
 int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_dir, int64_t max_shard_bytes,
                tune_err *err)
 {
@@ -77,17 +148,22 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     for (int i = 0; !status && i < base.n_tensors; i++) {
         const struct st_tensor *t = base.tensors[i].tensor;
         const void *data = t->data;
-        size_t n = strlen(t->name);
-        if (n > 7 && !strcmp(t->name + n - 7, ".weight") && !strncmp(t->name, "model.", 6)) {
-            char a[512], b[512];
-            snprintf(a, sizeof a, "base_model.model.%.*s.lora_A.weight", (int)(n - 7), t->name);
-            snprintf(b, sizeof b, "base_model.model.%.*s.lora_B.weight", (int)(n - 7), t->name);
-            const struct st_tensor *A = st_file_find(&ad, a), *B = st_file_find(&ad, b);
-            if (A && B) {
-                status = merge_one(t, A, B, scale, &merged[i], err);
-                data = merged[i];
-                used += 2;
-            }
+        char a[512], b[512], stem[256];
+        /* experts kept in MXFP4 ("..._blocks" and "..._scales"): the factors of the parameter they store */
+        const char *blocks = ends_with(t->name, "_proj_blocks");
+        snprintf(stem, sizeof stem, "%.*s", blocks ? (int)(blocks - t->name) + 5 : 255, t->name);
+        factor_names(stem, &rc, a, b, sizeof a);
+        const struct st_tensor *A = st_file_find(&ad, a), *B = st_file_find(&ad, b);
+        if (A && B && blocks) {
+            status = err_set(err, "%s: '%s' is MXFP4: merging the experts' LoRA into it needs them dequantized, "
+                                  "which tune merge does not do yet", base_dir, t->name);
+            break;
+        }
+        if (A && B && !strncmp(t->name, "model.", 6)) {
+            status = t->rank == 3 ? merge_experts(t, A, B, scale, &merged[i], err)
+                                  : merge_one(t, A, B, scale, &merged[i], err);
+            data = merged[i];
+            used += 2;
         }
         if (!status)
             status = st_writer_add(&w, t->name, t->dtype, t->rank, t->shape, data, err);
