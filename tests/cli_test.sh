@@ -366,12 +366,21 @@ expect 2 "--ckpt-keep keeps some layers out of full checkpointing: it needs --gr
     --model llama-3.1-8b --ckpt-keep 1
 
 # tune merge on gpt-oss: the experts' and the router's LoRA fold into the weights (test_llama checks the
-# values against PEFT's); experts kept in MXFP4 are refused, naming the tensor
+# values against PEFT's); into experts kept in MXFP4, every expert is written dequantized and the config
+# loses its quantization_config, the rest of it as it was
 expect 0 "merged tests/fixtures/tiny-gptoss + tests/fixtures/tiny-gptoss/adapter_router" -- merge \
     --model tests/fixtures/tiny-gptoss --adapter tests/fixtures/tiny-gptoss/adapter_router --output "$tmp/merged-oss"
-expect 1 "'model.layers.0.mlp.experts.down_proj_blocks' is MXFP4: merging the experts' LoRA into it needs" -- merge \
-    --model tests/fixtures/tiny-gptoss-mxfp4 --adapter tests/fixtures/tiny-gptoss/adapter_experts \
-    --output "$tmp/merged-mxfp4"
+expect 0 "merged tests/fixtures/tiny-gptoss-mxfp4" -- merge --model tests/fixtures/tiny-gptoss-mxfp4 \
+    --adapter tests/fixtures/tiny-gptoss/adapter_experts --output "$tmp/merged-mxfp4"
+checks=$((checks + 1))
+python3 - tests/fixtures/tiny-gptoss-mxfp4/config.json "$tmp/merged-mxfp4/config.json" <<'PY' ||
+import json, sys
+base, merged = (json.load(open(p)) for p in sys.argv[1:3])
+base.pop("quantization_config")
+if merged != base or '"swiglu_limit": 7.0' not in open(sys.argv[2]).read():
+    sys.exit(1)
+PY
+    fail "the merged MXFP4 model's config.json is not the base's without quantization_config"
 
 # A --config YAML file holds the same flags; the command line overrides it.
 printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"

@@ -711,6 +711,56 @@ static void test_merge_gptoss(void **state)
     }
 }
 
+/* The experts' LoRA merged into experts kept in MXFP4: every expert written
+ * dequantized (in the model's float dtype, transformers' [E, in, out]), the
+ * config without quantization_config; the merged model's loss is the base's
+ * with the adapter applied (experts kept in MXFP4, LoRA on the side). */
+static void test_merge_into_mxfp4(void **state)
+{
+    (void)state;
+    const char *adapter = "tests/fixtures/tiny-gptoss/adapter_experts";
+    const char *golden = "tests/fixtures/tiny-gptoss/golden_experts.safetensors";
+    char out[] = "/tmp/tune-merge-mxfp4-XXXXXX", cmd[600];
+    assert_non_null(mkdtemp(out));
+    tune_err err = {{0}};
+    if (merge_lora("tests/fixtures/tiny-gptoss-mxfp4", adapter, out, 1LL << 30, &err))
+        fail_msg("%s", err.msg);
+    struct fixture *with = fixture_open("tests/fixtures/tiny-gptoss-mxfp4", adapter, golden);
+    struct fixture *merged = fixture_open(out, adapter, golden);
+    assert_int_equal(with->rc.base_dtype, DTYPE_MXFP4);
+    assert_int_equal(merged->rc.base_dtype, DTYPE_BF16); /* float experts now: no MXFP4 in the config */
+    struct llama_batch b = golden_batch(with);
+    double loss[2];
+    struct fixture *f[2] = {with, merged};
+    for (int k = 0; k < 2; k++) {
+        struct run_config rc = f[k]->rc;
+        rc.base_dtype = k ? DTYPE_F32 : DTYPE_MXFP4; /* the fixture's floats are fp32 */
+        rc.seq = b.tokens;
+        rc.micro_batch = 1;
+        struct llama m;
+        int64_t counted;
+        if (k) { /* the merged weights alone: the adapter's initialisation leaves B zero */
+            load_base(f[k], &m, &rc);
+            llama_init_lora(&m);
+        } else {
+            load_model(f[k], &m, &rc);
+        }
+        if (llama_step(&m, &b, false, 0, 0, &loss[k], &counted, &err))
+            fail_msg("%s", err.msg);
+        llama_free(&m);
+    }
+    if (fabs(loss[1] - loss[0]) > 1e-5 * fabs(loss[0]))
+        fail_msg("merged into MXFP4 experts: loss %.9g, base + adapter %.9g", loss[1], loss[0]);
+    print_message("tests/fixtures/tiny-gptoss-mxfp4 + adapter_experts merged: loss sum %.7f, with the adapter %.7f\n",
+                  loss[1], loss[0]);
+    for (int k = 0; k < 2; k++) {
+        st_file_close(&f[k]->golden);
+        free(f[k]);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
  * experts' only in chosen ones (--expert-layers). Only those layers' experts
  * carry LoRA; the adapter names them as PEFT matches them ("1.mlp.experts.
@@ -872,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_mxfp4_kept_equals_dequantized),
         cmocka_unit_test(test_expert_layers),
         cmocka_unit_test(test_merge_gptoss),
+        cmocka_unit_test(test_merge_into_mxfp4),
         cmocka_unit_test(test_target_layers_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -248,6 +249,31 @@ static void test_config_mutations(void **state)
     }
 }
 
+/* json_text_without_member: the top-level member out, with its comma and its own line; every
+ * other byte kept (numbers as written); a nested member of that name untouched. */
+static void test_json_without_member(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {"{\n  \"a\": 7.0,\n  \"q\": {\n    \"m\": [\"x\", \"}\"]\n  },\n  \"b\": 2\n}\n", "q",
+         "{\n  \"a\": 7.0,\n  \"b\": 2\n}\n"},
+        {"{\"a\": 1, \"q\": 3.5}", "q", "{\"a\": 1}"},
+        {"{\"q\": \"s,\\\"}\", \"b\": [1, {\"q\": 1}]}", "q", "{\"b\": [1, {\"q\": 1}]}"},
+        {"{\"a\": {\"q\": 1}, \"qq\": 2}", "q", "{\"a\": {\"q\": 1}, \"qq\": 2}"},
+        {"{\"q\": null}", "q", "{}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = json_text_without_member(cases[i][0], cases[i][1]);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i][2]);
+        tune_err err = {{0}};
+        cJSON *back = json_parse_text(got, "case", &err);
+        assert_non_null(back);
+        cJSON_Delete(back);
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,7 +282,7 @@ int main(void)
         cmocka_unit_test(test_llama3_rope_and_tying), cmocka_unit_test(test_folder_v5_config),
         cmocka_unit_test(test_folder_qwen2),       cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_generic_shapes),     cmocka_unit_test(test_config_mutations),
-        cmocka_unit_test(test_counts_match_transformers),
+        cmocka_unit_test(test_counts_match_transformers), cmocka_unit_test(test_json_without_member),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

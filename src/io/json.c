@@ -105,3 +105,87 @@ int json_get_string(const cJSON *obj, const char *key, bool required, char *out,
     strcpy(out, v->valuestring);
     return 0;
 }
+
+static bool json_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+/* Just past the JSON value that starts at p (text the caller has parsed: valid JSON). */
+static const char *value_end(const char *p)
+{
+    if (*p == '"') {
+        for (p++; *p && *p != '"'; p++)
+            if (*p == '\\' && p[1])
+                p++;
+        return *p ? p + 1 : p;
+    }
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        for (; *p; p++) {
+            if (*p == '"')
+                p = value_end(p) - 1;
+            else if (*p == '{' || *p == '[')
+                depth++;
+            else if ((*p == '}' || *p == ']') && --depth == 0)
+                return p + 1;
+        }
+        return p;
+    }
+    while (*p && *p != ',' && *p != '}' && *p != ']' && !json_space(*p))
+        p++;
+    return p;
+}
+
+char *json_text_without_member(const char *text, const char *key)
+{
+    const char *p = strchr(text, '{'), *start = NULL, *end = NULL;
+    size_t klen = strlen(key);
+    /* members of the top-level object: "name" : value [,] */
+    for (p = p ? p + 1 : text + strlen(text); *p && *p != '}';) {
+        while (json_space(*p) || *p == ',')
+            p++;
+        if (*p != '"')
+            break;
+        const char *name = p + 1, *name_end = value_end(p);
+        bool match = (size_t)(name_end - 1 - name) == klen && !strncmp(name, key, klen);
+        p = name_end;
+        while (*p && *p != ':')
+            p++;
+        if (*p)
+            p++;
+        while (json_space(*p))
+            p++;
+        const char *v_end = value_end(p);
+        if (match) {
+            start = name - 1, end = v_end;
+            break;
+        }
+        p = v_end;
+    }
+    if (!start)
+        return strdup(text);
+    /* take the comma after the member, or else the one before it (the last member) */
+    const char *after = end;
+    while (json_space(*after))
+        after++;
+    if (*after == ',') { /* and a line of its own, indent and newline included */
+        end = after + 1;
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (*end == '\n')
+            end++;
+        while (start > text && (start[-1] == ' ' || start[-1] == '\t'))
+            start--;
+    } else {
+        const char *before = start;
+        while (before > text && json_space(before[-1]))
+            before--;
+        if (before > text && before[-1] == ',')
+            start = before - 1;
+    }
+    size_t head = (size_t)(start - text), tail = strlen(end);
+    char *out = malloc(head + tail + 1);
+    if (out) {
+        memcpy(out, text, head);
+        memcpy(out + head, end, tail + 1);
+    }
+    return out;
+}

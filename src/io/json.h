@@ -17,6 +17,11 @@ cJSON *json_load_file(const char *path, int64_t max_bytes, tune_err *err);
 /* Parses text; `origin` names it in errors. */
 cJSON *json_parse_text(const char *text, const char *origin, tune_err *err);
 
+/* text (a JSON object) without its top-level member `key`, everything else byte for byte as it was
+ * (cJSON would print 7.0 as 7, which transformers' configs refuse): a malloc'd copy, or NULL when out
+ * of memory. The caller has parsed text: it is valid JSON. Without the member, an unchanged copy. */
+char *json_text_without_member(const char *text, const char *key);
+
 /* Typed getters. A missing key leaves *out untouched and returns 0 unless
  * required; a key of the wrong type or out of range is an error naming it. */
 int json_get_int(const cJSON *obj, const char *key, bool required, int64_t lo, int64_t hi,

@@ -11,7 +11,10 @@
 #include <sys/stat.h>
 
 #include "backend/backend.h"
+#include "base/mxfp4.h"
 #include "io/atomic_file.h"
+#include "io/json.h"
+#include "io/read_file.h"
 #include "io/safetensors.h"
 #include "model/peft.h"
 #include "model/spec.h"
@@ -77,6 +80,61 @@ static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, c
     free(w32);
     free(bt);
     return 0;
+}
+
+/* MXFP4 experts (blocks [E, out, in / 32, 16], scales "<stem>_scales" [E, out, in / 32]) as the float
+ * parameter transformers makes of them, [E, in, out] in dtype: *out malloc'd, *t its description. */
+static int dequantize_experts(const struct st_model *base, const struct st_tensor *blocks, const char *stem,
+                              enum dtype dtype, void **out, struct st_tensor *t, tune_err *err)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_scales", stem);
+    const struct st_tensor *scales = st_model_find(base, name, NULL);
+    int64_t E = blocks->shape[0], rows = blocks->shape[1], nb = blocks->shape[2], in = nb * MXFP4_BLOCK;
+    if (blocks->rank != 4 || blocks->shape[3] != MXFP4_BLOCK_BYTES || !scales || scales->rank != 3 ||
+        scales->shape[0] != E || scales->shape[1] != rows || scales->shape[2] != nb)
+        return err_set(err, "'%s': not MXFP4 blocks with their scales '%s'", blocks->name, name);
+    int64_t n = E * rows * in;
+    float *w = malloc(sizeof(float) * (size_t)n), *turned = malloc(sizeof(float) * (size_t)n);
+    *out = malloc((size_t)dtype_bytes(dtype, n));
+    if (!w || !turned || !*out) {
+        free(w);
+        free(turned);
+        return err_set(err, "out of memory dequantizing '%s'", blocks->name);
+    }
+    mxfp4_dequantize(blocks->data, scales->data, E * rows * nb, w); /* [E, out, in] */
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t o = 0; o < rows; o++)
+            for (int64_t i = 0; i < in; i++)
+                turned[(e * in + i) * rows + o] = w[(e * rows + o) * in + i];
+    struct tensor src = tensor_1d(turned, DTYPE_F32, n), dst = tensor_1d(*out, dtype, n);
+    backend_cpu()->convert(backend_cpu(), &dst, &src);
+    free(w);
+    free(turned);
+    *t = (struct st_tensor){.name = stem, .dtype = dtype, .rank = 3, .shape = {E, in, rows},
+                            .nbytes = dtype_bytes(dtype, n), .data = *out};
+    return 0;
+}
+
+/* config.json in dir without its quantization_config: the experts are written in floats. */
+static int drop_quantization_config(const char *dir, tune_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *config = json_load_file(path, 16 << 20, err); /* valid JSON, as the text surgery needs */
+    if (!config)
+        return -1;
+    cJSON_Delete(config);
+    size_t len = 0;
+    char *text = io_read_file(path, 16 << 20, &len, err), *without = NULL;
+    int rc = text ? 0 : -1;
+    if (!rc && !(without = json_text_without_member(text, "quantization_config")))
+        rc = err_set(err, "out of memory");
+    if (!rc)
+        rc = atomic_file_save(path, without, strlen(without), err);
+    free(text);
+    free(without);
+    return rc;
 }
 
 /* Where name ends with suffix, else NULL. */
@@ -145,6 +203,12 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     void **merged = calloc((size_t)base.n_tensors + 1, sizeof *merged);
     int status = merged ? 0 : err_set(err, "out of memory");
     int64_t used = 0;
+    /* LoRA on experts kept in MXFP4: every expert is written dequantized (as transformers dequantizes
+     * them), in the dtype of the model's other weights, and the config loses its quantization_config */
+    const struct st_tensor *embed = st_model_find(&base, "model.embed_tokens.weight", NULL);
+    bool dequantize = rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN);
+    enum dtype float_dtype = embed ? embed->dtype : DTYPE_BF16;
+    bool dequantized_any = false;
     for (int i = 0; !status && i < base.n_tensors; i++) {
         const struct st_tensor *t = base.tensors[i].tensor;
         const void *data = t->data;
@@ -152,16 +216,23 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
         /* experts kept in MXFP4 ("..._blocks" and "..._scales"): the factors of the parameter they store */
         const char *blocks = ends_with(t->name, "_proj_blocks");
         snprintf(stem, sizeof stem, "%.*s", blocks ? (int)(blocks - t->name) + 5 : 255, t->name);
+        if (dequantize && ends_with(t->name, "_proj_scales"))
+            continue; /* read with its blocks */
+        struct st_tensor floats;
+        if (dequantize && blocks) {
+            if ((status = dequantize_experts(&base, t, stem, float_dtype, &merged[i], &floats, err)))
+                break;
+            t = &floats;
+            data = merged[i];
+            dequantized_any = true;
+        }
         factor_names(stem, &rc, a, b, sizeof a);
         const struct st_tensor *A = st_file_find(&ad, a), *B = st_file_find(&ad, b);
-        if (A && B && blocks) {
-            status = err_set(err, "%s: '%s' is MXFP4: merging the experts' LoRA into it needs them dequantized, "
-                                  "which tune merge does not do yet", base_dir, t->name);
-            break;
-        }
         if (A && B && !strncmp(t->name, "model.", 6)) {
+            void *dequantized = t == &floats ? merged[i] : NULL;
             status = t->rank == 3 ? merge_experts(t, A, B, scale, &merged[i], err)
                                   : merge_one(t, A, B, scale, &merged[i], err);
+            free(dequantized); /* merged[i] is the merged copy now */
             data = merged[i];
             used += 2;
         }
@@ -179,6 +250,8 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
                  st_writer_write_sharded(&w, out_dir, max_shard_bytes, err);
     if (!status)
         status = atomic_file_copy_model_files(base_dir, out_dir, err);
+    if (!status && dequantized_any)
+        status = drop_quantization_config(out_dir, err);
     st_writer_free(&w);
     for (int i = 0; merged && i < base.n_tensors; i++)
         free(merged[i]);
