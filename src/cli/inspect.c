@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/str.h"
 #include "base/units.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -718,12 +719,6 @@ static int inspect_dataset(const struct inspect_args *a, tune_err *err)
 
 enum path_kind { PATH_PRESET, PATH_MODEL_DIR, PATH_CONFIG, PATH_WEIGHTS, PATH_DATASET };
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static bool exists_in(const char *dir, const char *name)
 {
     char path[4096];
@@ -758,11 +753,11 @@ static int classify(const char *path, enum path_kind *kind, tune_err *err)
         *kind = exists_in(path, "config.json")                                               ? PATH_MODEL_DIR
                 : exists_in(path, ST_INDEX_NAME) || exists_in(path, ST_SINGLE_NAME) ? PATH_WEIGHTS
                                                                                              : PATH_DATASET;
-    else if (ends_with(path, ".safetensors") || ends_with(path, ".safetensors.index.json"))
+    else if (str_ends_with(path, ".safetensors") || str_ends_with(path, ".safetensors.index.json"))
         *kind = PATH_WEIGHTS;
-    else if (ends_with(path, ".jsonl"))
+    else if (str_ends_with(path, ".jsonl"))
         *kind = PATH_DATASET;
-    else if (ends_with(path, ".json"))
+    else if (str_ends_with(path, ".json"))
         *kind = first_byte(path) == '[' ? PATH_DATASET : PATH_CONFIG;
     else
         return err_set(err, "%s: not a model folder, .safetensors file, dataset (.json, .jsonl) or preset",

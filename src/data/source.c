@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/str.h"
 #include "io/read_file.h"
 
 void data_origin_format(const struct data_origin *o, char *buf, size_t len)
@@ -19,12 +20,6 @@ void data_origin_format(const struct data_origin *o, char *buf, size_t len)
         snprintf(buf, len, "%s:%lld", o->path, (long long)o->line);
     else
         snprintf(buf, len, "%s: record %lld", o->path, (long long)o->index);
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 /* Line and column (1-based) of byte `at` in text. */
@@ -111,8 +106,8 @@ static int read_jsonl(const char *path, char *text, size_t len, data_record_fn f
 static int read_file(const char *path, int64_t max_bytes, data_record_fn fn, void *ctx,
                      tune_err *err)
 {
-    bool jsonl = ends_with(path, ".jsonl");
-    if (!jsonl && !ends_with(path, ".json"))
+    bool jsonl = str_ends_with(path, ".jsonl");
+    if (!jsonl && !str_ends_with(path, ".json"))
         return err_set(err, "%s: not a .json or .jsonl file (or a directory of them)", path);
     size_t len = 0;
     char *text = io_read_file(path, max_bytes, &len, err);
@@ -145,7 +140,7 @@ static int list_dir(const char *dir, char ***names, size_t *n, tune_err *err)
     int rc = 0;
     for (struct dirent *e; (e = readdir(d));) {
         const char *name = e->d_name;
-        if (name[0] == '.' || !(ends_with(name, ".json") || ends_with(name, ".jsonl")))
+        if (name[0] == '.' || !(str_ends_with(name, ".json") || str_ends_with(name, ".jsonl")))
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;

@@ -32,6 +32,14 @@ static bool check_blocks(const struct st_tensor *blocks, const char *name, int64
     return false;
 }
 
+void experts_transpose(float *dst, const float *src, int64_t E, int64_t rows, int64_t cols)
+{
+    for (int64_t e = 0; e < E; e++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                dst[(e * cols + c) * rows + r] = src[(e * rows + r) * cols + c];
+}
+
 /* The weight W [E, out, in] of `name` into host (E * out * in floats). */
 static int read_weight(const struct st_model *st, const char *name, int64_t E, int64_t out, int64_t in, float *host,
                        tune_err *err)
@@ -46,10 +54,7 @@ static int read_weight(const struct st_model *st, const char *name, int64_t E, i
         if (!tmp)
             return err_set(err, "out of memory reading '%s'", name);
         to_f32(t, tmp, E * in * out);
-        for (int64_t e = 0; e < E; e++) /* [in, out] -> [out, in] */
-            for (int64_t i = 0; i < in; i++)
-                for (int64_t o = 0; o < out; o++)
-                    host[(e * out + o) * in + i] = tmp[(e * in + i) * out + o];
+        experts_transpose(host, tmp, E, in, out);
         free(tmp);
         return 0;
     }

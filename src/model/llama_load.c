@@ -119,11 +119,6 @@ int llama_load_weights(struct llama *m, const char *model_dir, tune_err *err)
     return 0;
 }
 
-/* Full fine-tuning's output: the working weights under transformers' names,
- * fp32, one file (sharding as merge does is left for models that need it).
- * gpt-oss's experts go back to transformers' layout: gate_up_proj [E, C, 2I]
- * and down_proj [E, I, C] (the plan holds them [E, out, in]), their biases
- * gate_up_proj_bias [E, 2I] and down_proj_bias [E, C]. */
 /* One tensor of the saved file: a working tensor, and for gpt-oss's experts
  * the stacked linear it belongs to (its weight is turned, its bias shaped). */
 struct saved {
@@ -133,15 +128,11 @@ struct saved {
     bool bias;
 };
 
-/* e's stacked [E, out, in] weight as transformers keeps it, [E, in, out]. */
-static void experts_to_transformers(float *dst, const float *src, const struct linear_shape *e)
-{
-    for (int64_t x = 0; x < e->stack; x++)
-        for (int64_t o = 0; o < e->out; o++)
-            for (int64_t i = 0; i < e->in; i++)
-                dst[(x * e->in + i) * e->out + o] = src[(x * e->out + o) * e->in + i];
-}
-
+/* Full fine-tuning's output: the working weights under transformers' names,
+ * fp32, one file (sharding as merge does is left for models that need it).
+ * gpt-oss's experts go back to transformers' layout: gate_up_proj [E, C, 2I]
+ * and down_proj [E, I, C] (the plan holds them [E, out, in]), their biases
+ * gate_up_proj_bias [E, 2I] and down_proj_bias [E, C]. */
 int llama_save_weights(const struct llama *m, const char *dir, const char *base_dir, tune_err *err)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -184,10 +175,11 @@ int llama_save_weights(const struct llama *m, const char *dir, const char *base_
         const struct tensor *t = out[k].t;
         const struct linear_shape *e = out[k].experts;
         int64_t numel = tensor_numel(t);
+        bool turned = e && !out[k].bias; /* an expert weight: [E, out, in] through f32, then transposed */
         void *raw = malloc((size_t)dtype_bytes(t->dtype, numel));
-        float *f32 = malloc(sizeof(float) * (size_t)numel);
+        float *f32 = turned ? malloc(sizeof(float) * (size_t)numel) : NULL;
         host[k] = malloc(sizeof(float) * (size_t)numel);
-        if (!raw || !f32 || !host[k]) {
+        if (!raw || (turned && !f32) || !host[k]) {
             free(raw);
             free(f32);
             rc = err_set(err, "out of memory");
@@ -195,13 +187,11 @@ int llama_save_weights(const struct llama *m, const char *dir, const char *base_
         }
         struct backend *holder = llama_holder(m, t->data);
         holder->download(holder, raw, t->data, (size_t)dtype_bytes(t->dtype, numel));
-        struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(f32, DTYPE_F32, numel);
+        struct tensor src = tensor_1d(raw, t->dtype, numel), dst = tensor_1d(turned ? f32 : host[k], DTYPE_F32, numel);
         cpu->convert(cpu, &dst, &src);
         free(raw);
-        if (e && !out[k].bias)
-            experts_to_transformers(host[k], f32, e);
-        else
-            memcpy(host[k], f32, sizeof(float) * (size_t)numel);
+        if (turned)
+            experts_transpose(host[k], f32, e->stack, e->out, e->in);
         free(f32);
         /* norms, biases and sinks 1-D, as transformers saves them; the experts' weights [E, in, out],
          * their biases [E, out] */

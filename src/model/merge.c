@@ -12,10 +12,12 @@
 
 #include "backend/backend.h"
 #include "base/mxfp4.h"
+#include "base/str.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
 #include "io/read_file.h"
 #include "io/safetensors.h"
+#include "model/experts_load.h"
 #include "model/peft.h"
 #include "model/spec.h"
 
@@ -82,18 +84,17 @@ static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, c
     return 0;
 }
 
-/* MXFP4 experts (blocks [E, out, in / 32, 16], scales "<stem>_scales" [E, out, in / 32]) as the float
+/* The MXFP4 experts `stem` (<stem>_blocks [E, out, in / 32, 16] and <stem>_scales) as the float
  * parameter transformers makes of them, [E, in, out] in dtype: *out malloc'd, *t its description. */
-static int dequantize_experts(const struct st_model *base, const struct st_tensor *blocks, const char *stem,
-                              enum dtype dtype, void **out, struct st_tensor *t, tune_err *err)
+static int dequantize_experts(const struct st_model *base, const char *stem, enum dtype dtype, void **out,
+                              struct st_tensor *t, tune_err *err)
 {
-    char name[512];
-    snprintf(name, sizeof name, "%s_scales", stem);
-    const struct st_tensor *scales = st_model_find(base, name, NULL);
+    const struct st_tensor *blocks, *scales;
+    if (st_model_find_mxfp4(base, stem, &blocks, &scales, err))
+        return -1;
+    if (blocks->rank != 4)
+        return err_set(err, "'%s': MXFP4 experts are [E, out, in / 32, 16]", blocks->name);
     int64_t E = blocks->shape[0], rows = blocks->shape[1], nb = blocks->shape[2], in = nb * MXFP4_BLOCK;
-    if (blocks->rank != 4 || blocks->shape[3] != MXFP4_BLOCK_BYTES || !scales || scales->rank != 3 ||
-        scales->shape[0] != E || scales->shape[1] != rows || scales->shape[2] != nb)
-        return err_set(err, "'%s': not MXFP4 blocks with their scales '%s'", blocks->name, name);
     int64_t n = E * rows * in;
     float *w = malloc(sizeof(float) * (size_t)n), *turned = malloc(sizeof(float) * (size_t)n);
     *out = malloc((size_t)dtype_bytes(dtype, n));
@@ -103,10 +104,7 @@ static int dequantize_experts(const struct st_model *base, const struct st_tenso
         return err_set(err, "out of memory dequantizing '%s'", blocks->name);
     }
     mxfp4_dequantize(blocks->data, scales->data, E * rows * nb, w); /* [E, out, in] */
-    for (int64_t e = 0; e < E; e++)
-        for (int64_t o = 0; o < rows; o++)
-            for (int64_t i = 0; i < in; i++)
-                turned[(e * in + i) * rows + o] = w[(e * rows + o) * in + i];
+    experts_transpose(turned, w, E, rows, in);
     struct tensor src = tensor_1d(turned, DTYPE_F32, n), dst = tensor_1d(*out, dtype, n);
     backend_cpu()->convert(backend_cpu(), &dst, &src);
     free(w);
@@ -121,13 +119,11 @@ static int drop_quantization_config(const char *dir, tune_err *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    cJSON *config = json_load_file(path, 16 << 20, err); /* valid JSON, as the text surgery needs */
-    if (!config)
-        return -1;
-    cJSON_Delete(config);
     size_t len = 0;
     char *text = io_read_file(path, 16 << 20, &len, err), *without = NULL;
-    int rc = text ? 0 : -1;
+    cJSON *config = text ? json_parse_text(text, path, err) : NULL; /* valid JSON, as the text surgery needs */
+    int rc = config ? 0 : -1;
+    cJSON_Delete(config);
     if (!rc && !(without = json_text_without_member(text, "quantization_config")))
         rc = err_set(err, "out of memory");
     if (!rc)
@@ -137,13 +133,6 @@ static int drop_quantization_config(const char *dir, tune_err *err)
     return rc;
 }
 
-/* Where name ends with suffix, else NULL. */
-static const char *ends_with(const char *name, const char *suffix)
-{
-    size_t n = strlen(name), s = strlen(suffix);
-    return n >= s && !strcmp(name + n - s, suffix) ? name + n - s : NULL;
-}
-
 /* The adapter's factors of base tensor `name` (rc: the adapter's run), named as PEFT saves them: a
  * Linear's "<module>.lora_A.weight"; an expert parameter's ("model.layers.7.mlp.experts.down_proj")
  * under the experts module, gate_up_proj's one "base_layer." deeper when the layer's down_proj is
@@ -151,8 +140,8 @@ static const char *ends_with(const char *name, const char *suffix)
  * adapter does not adapt the expert parameter: the module's factors are then the other one's. */
 static void factor_names(const char *name, const struct run_config *rc, char *a, char *b, size_t len)
 {
-    size_t n = strlen(name);
-    const char *gate_up = ends_with(name, ".mlp.experts.gate_up_proj"), *down = ends_with(name, ".mlp.experts.down_proj");
+    bool gate_up = str_ends_with(name, ".mlp.experts.gate_up_proj");
+    bool down = str_ends_with(name, ".mlp.experts.down_proj");
     long long layer = -1;
     if ((gate_up || down) && (sscanf(name, "model.layers.%lld.", &layer) != 1 || layer < 0 ||
                               !run_layer_targeted(rc, layer, gate_up ? "gate_up" : "down"))) {
@@ -160,13 +149,13 @@ static void factor_names(const char *name, const struct run_config *rc, char *a,
         return;
     }
     if (gate_up || down) {
-        int module = (int)((gate_up ? gate_up : down) - name) + (int)strlen(".mlp.experts");
+        int module = (int)(strstr(name, ".mlp.experts.") - name) + (int)strlen(".mlp.experts");
         const char *deeper = gate_up && run_layer_targeted(rc, layer, "down") ? ".base_layer" : "";
         snprintf(a, len, "base_model.model.%.*s%s.lora_A.weight", module, name, deeper);
         snprintf(b, len, "base_model.model.%.*s%s.lora_B.weight", module, name, deeper);
         return;
     }
-    int stem = n > 7 && !strcmp(name + n - 7, ".weight") ? (int)n - 7 : (int)n;
+    int stem = (int)strlen(name) - (str_ends_with(name, ".weight") ? 7 : 0);
     snprintf(a, len, "base_model.model.%.*s.lora_A.weight", stem, name);
     snprintf(b, len, "base_model.model.%.*s.lora_B.weight", stem, name);
 }
@@ -214,13 +203,13 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
         const void *data = t->data;
         char a[512], b[512], stem[256];
         /* experts kept in MXFP4 ("..._blocks" and "..._scales"): the factors of the parameter they store */
-        const char *blocks = ends_with(t->name, "_proj_blocks");
-        snprintf(stem, sizeof stem, "%.*s", blocks ? (int)(blocks - t->name) + 5 : 255, t->name);
-        if (dequantize && ends_with(t->name, "_proj_scales"))
+        bool blocks = str_ends_with(t->name, "_proj_blocks");
+        snprintf(stem, sizeof stem, "%.*s", (int)strlen(t->name) - (blocks ? 7 : 0), t->name); /* less "_blocks" */
+        if (dequantize && str_ends_with(t->name, "_proj_scales"))
             continue; /* read with its blocks */
         struct st_tensor floats;
         if (dequantize && blocks) {
-            if ((status = dequantize_experts(&base, t, stem, float_dtype, &merged[i], &floats, err)))
+            if ((status = dequantize_experts(&base, stem, float_dtype, &merged[i], &floats, err)))
                 break;
             t = &floats;
             data = merged[i];
