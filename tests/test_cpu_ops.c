@@ -70,7 +70,7 @@ static struct tensor copy_of(struct ctx *c, const struct tensor *t)
 static struct seq_layout fx_layout(struct ctx *c)
 {
     struct tensor starts = fx(c, "starts"), pos = fx(c, "positions");
-    struct seq_layout sl = {starts.data, pos.data, tensor_numel(&starts) - 1, 0};
+    struct seq_layout sl = {starts.data, pos.data, tensor_numel(&starts) - 1, 0, tensor_numel(&starts) - 1};
     for (int64_t s = 0; s < sl.sequences; s++)
         if (sl.starts[s + 1] - sl.starts[s] > sl.max_len)
             sl.max_len = sl.starts[s + 1] - sl.starts[s];
@@ -296,11 +296,13 @@ static void test_cross_entropy(void **state)
     int counted = 0;
     for (int64_t t = 0; t < tensor_numel(&labels); t++)
         counted += ((int32_t *)labels.data)[t] != -100;
-    float mean = (float)(be->cross_entropy(be, &lse, &logits, &labels) / counted);
+    double sum = 0;
+    be->cross_entropy(be, &lse, &logits, &labels, &sum);
+    float mean = (float)(sum / counted), scale = 1.0f / (float)counted;
     struct tensor mean_t = tensor_1d(&mean, DTYPE_F32, 1);
     expect(c, &mean_t, 1, "loss");
     expect(c, &lse, 1, "lse");
-    be->cross_entropy_backward(be, &logits, &lse, &labels, 1.0f / (float)counted);
+    be->cross_entropy_backward(be, &logits, &lse, &labels, &scale);
     expect(c, &logits, 1, "dlogits");
 }
 
@@ -399,7 +401,9 @@ static double loss_attention(struct fd_case *f)
 /* L = scale * summed loss; in[1] holds the labels. */
 static double loss_cross_entropy(struct fd_case *f)
 {
-    return f->scale * be->cross_entropy(be, &f->out[1], &f->in[0], &f->in[1]);
+    double sum = 0;
+    be->cross_entropy(be, &f->out[1], &f->in[0], &f->in[1], &sum);
+    return f->scale * sum;
 }
 
 static void test_fd_rmsnorm_swiglu(void **state)
@@ -495,7 +499,7 @@ static void test_fd_cross_entropy(void **state)
     fill_random(&f.in[0], 30, 3);
     struct tensor g = copy_of(c, &f.in[0]);
     loss_cross_entropy(&f);
-    be->cross_entropy_backward(be, &g, &f.out[1], &f.in[1], f.scale);
+    be->cross_entropy_backward(be, &g, &f.out[1], &f.in[1], &f.scale);
     fd_check(c, "fd cross_entropy dlogits", &f.in[0], &g, loss_cross_entropy, &f);
 }
 
@@ -534,9 +538,10 @@ static void test_dropout(void **state)
     struct tensor x = mk(c, 0, N, 0, 0), y = mk(c, NAN, N, 0, 0), y2 = mk(c, NAN, N, 0, 0);
     fill_random(&x, 40, 1);
     static const float ps[] = {0.1f, 0.5f};
+    const uint64_t seed = 1234, other_seed = 1235;
     for (int k = 0; k < 2; k++) {
         float p = ps[k], s = 1.0f / (1.0f - p);
-        be->dropout(be, &y, &x, p, 1234, 77);
+        be->dropout(be, &y, &x, p, &seed, 77);
         int64_t dropped = 0;
         for (int64_t i = 0; i < N; i++) {
             float xi = ((float *)x.data)[i], yi = ((float *)y.data)[i];
@@ -550,17 +555,17 @@ static void test_dropout(void **state)
                       N, (dropped - N * p) / sigma);
         assert_true(fabs(dropped - N * p) < 5 * sigma);
         /* Same (seed, offset): the same mask, also when split in two calls. */
-        be->dropout(be, &y2, &x, p, 1234, 77);
+        be->dropout(be, &y2, &x, p, &seed, 77);
         assert_memory_equal(y.data, y2.data, N * sizeof(float));
         struct tensor lo = tensor_rows(&y2, 0, 1000), hi = tensor_rows(&y2, 1000, N - 1000);
         struct tensor xlo = tensor_rows(&x, 0, 1000), xhi = tensor_rows(&x, 1000, N - 1000);
-        be->dropout(be, &lo, &xlo, p, 1234, 77);
-        be->dropout(be, &hi, &xhi, p, 1234, 77 + 1000);
+        be->dropout(be, &lo, &xlo, p, &seed, 77);
+        be->dropout(be, &hi, &xhi, p, &seed, 77 + 1000);
         assert_memory_equal(y.data, y2.data, N * sizeof(float));
-        be->dropout(be, &y2, &x, p, 1235, 77);
+        be->dropout(be, &y2, &x, p, &other_seed, 77);
         assert_memory_not_equal(y.data, y2.data, N * sizeof(float));
     }
-    be->dropout(be, &y, &x, 0, 1234, 0);
+    be->dropout(be, &y, &x, 0, &seed, 0);
     assert_memory_equal(y.data, x.data, N * sizeof(float));
 }
 

@@ -15,7 +15,9 @@
  * baseline builds the very same model. With --profile each op is timed on
  * its own (profile.h) and a table of where the step's time goes follows;
  * --offload-checkpoints keeps full checkpointing's layer inputs in host memory;
- * --expert-layers 7,15,23 puts the experts' LoRA in those layers only. */
+ * --expert-layers 7,15,23 puts the experts' LoRA in those layers only;
+ * --no-graphs runs every step op by op (by default the second step on is a
+ * replayed CUDA graph, as in `tune train`). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,14 +90,17 @@ int main(int argc, char **argv)
     struct backend *gpu = backend_cuda(0, &err), *be = gpu;
     if (!gpu)
         die(err.msg);
-    bool profile = false;
-    for (int i = 1; i < argc; i++)
+    bool profile = false, no_graphs = false;
+    for (int i = 1; i < argc; i++) {
         profile = profile || !strcmp(argv[i], "--profile");
+        no_graphs = no_graphs || !strcmp(argv[i], "--no-graphs");
+    }
     if (profile && !(be = backend_profiled(gpu)))
         die("out of memory");
     struct llama m;
     if (llama_init(&m, &spec, &rc, be, 1, &err))
         die(err.msg);
+    m.unrecorded = no_graphs;
     llama_init_random(&m, 1);
     llama_init_lora(&m);
     if (rc.method == METHOD_FULL)
@@ -147,10 +152,11 @@ int main(int argc, char **argv)
     size_t used, total;
     backend_cuda_device_info(gpu, name, sizeof name, &used, &total);
     printf("{\"model\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"loss\":%.6f,\"planned_bytes\":%lld,"
-           "\"held_peak_bytes\":%lld,\"device_used_bytes\":%zu,\"device\":\"%s\",\"trainable\":%lld}\n",
+           "\"held_peak_bytes\":%lld,\"device_used_bytes\":%zu,\"device\":\"%s\",\"trainable\":%lld,"
+           "\"graphs\":%s}\n",
            model, (double)(T * steps) / seconds, 1e3 * seconds / steps, loss / (double)(T - rc.micro_batch),
            (long long)m.plan.total, (long long)(gpu->bytes_peak + (int64_t)backend_cuda_workspace_bytes(gpu)), used, name,
-           (long long)m.plan.trainable_params);
+           (long long)m.plan.trainable_params, m.records[1].graph ? "true" : "false");
     llama_free(&m);
     if (profile)
         backend_profile_free(be);

@@ -50,12 +50,17 @@ struct rope_table {
     float attention_scale; /* YaRN's mscale for q.k; 1 otherwise */
 };
 
-/* Packed variable-length rows: sequence s spans tokens [starts[s], starts[s+1]). */
+/* Packed variable-length rows: sequence s spans tokens [starts[s], starts[s+1]).
+ * starts may go on past S with empty sequences at T, up to `capacity`: a
+ * backend may search all of them (CUDA does), so that the kernels' arguments
+ * do not depend on how many sequences T tokens were packed from and one
+ * recorded step (capture_begin) serves every packing. */
 struct seq_layout {
-    const int32_t *starts;    /* [S + 1], starts[0] = 0, starts[S] = T; backend memory */
+    const int32_t *starts;    /* [capacity + 1], starts[0] = 0, starts[S] .. starts[capacity] = T; backend memory */
     const int32_t *positions; /* [T]: position of each token inside its sequence */
     int64_t sequences;        /* S */
     int64_t max_len;          /* longest sequence */
+    int64_t capacity;         /* >= S */
 };
 
 struct backend {
@@ -199,22 +204,27 @@ struct backend {
     void (*swiglu_oai_backward)(struct backend *b, struct tensor *dx, const struct tensor *dh,
                                 const struct tensor *x, float alpha, float limit);
 
-    /* Cross-entropy over one block of logits [T, V] (in the compute dtype: fp32
+    /* The numbers below that change from step to step (the loss, its scale,
+     * dropout's seed) are read from or added to the backend's memory rather
+     * than passed or returned, so that no op waits for the device inside a
+     * step and a recorded step replays with the values of the step at hand.
+     *
+     * Cross-entropy over one block of logits [T, V] (in the compute dtype: fp32
      * on the CPU, bf16 or fp32 on CUDA) with labels int32
-     * [T] (-100: ignored). Returns the summed loss of the block's counted
-     * tokens; lse[T] (fp32) keeps each row's log-sum-exp. */
-    double (*cross_entropy)(struct backend *b, struct tensor *lse, const struct tensor *logits,
-                            const struct tensor *labels);
+     * [T] (-100: ignored). Adds the summed loss of the block's counted tokens
+     * to *loss_sum (one double); lse[T] (fp32) keeps each row's log-sum-exp. */
+    void (*cross_entropy)(struct backend *b, struct tensor *lse, const struct tensor *logits,
+                          const struct tensor *labels, double *loss_sum);
     /* Overwrites logits with d(loss * scale)/d(logits): scale * (softmax - onehot),
-     * zero rows for ignored tokens. */
+     * zero rows for ignored tokens; *scale one float. */
     void (*cross_entropy_backward)(struct backend *b, struct tensor *logits, const struct tensor *lse,
-                                   const struct tensor *labels, float scale);
+                                   const struct tensor *labels, const float *scale);
 
-    /* y = x * mask / (1 - p), the mask drawn from Philox4x32-10 keyed by seed,
+    /* y = x * mask / (1 - p), the mask drawn from Philox4x32-10 keyed by *seed,
      * one 32-bit draw per element index (offset + i): the same bits on every
      * backend, so backward (the same call on dy) and recompute see the same
      * mask. p == 0 copies. */
-    void (*dropout)(struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed,
+    void (*dropout)(struct backend *b, struct tensor *y, const struct tensor *x, float p, const uint64_t *seed,
                     uint64_t offset);
 
     /* AdamW as torch.optim.AdamW: decoupled weight decay, bias correction;
@@ -228,6 +238,17 @@ struct backend {
     double (*sum_squares)(struct backend *b, const struct tensor *x);
     /* x *= s. */
     void (*scale)(struct backend *b, struct tensor *x, float s);
+
+    /* Recorded steps (CUDA graphs): the ops issued between capture_begin and
+     * capture_end are recorded rather than run, and graph_run runs the record
+     * again with the very arguments it was recorded with (the same buffers,
+     * sizes and scalars), one launch instead of thousands. capture_end returns
+     * NULL on failure (recorded as an op's failure is). NULL where a record
+     * would gain nothing (the CPU). */
+    void (*capture_begin)(struct backend *b);
+    void *(*capture_end)(struct backend *b);
+    void (*graph_run)(struct backend *b, void *graph);
+    void (*graph_free)(struct backend *b, void *graph);
 };
 
 /* The CPU reference backend (backend/cpu/): fp32 arithmetic, OpenBLAS GEMMs,

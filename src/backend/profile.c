@@ -129,15 +129,17 @@ TIMED_VOID(swiglu_backward,
            (struct backend *b, struct tensor *dgate, struct tensor *dup, const struct tensor *dh,
             const struct tensor *gate, const struct tensor *up),
            (IN, dgate, dup, dh, gate, up))
-TIMED_DOUBLE(cross_entropy,
-             (struct backend *b, struct tensor *lse, const struct tensor *logits, const struct tensor *labels),
-             (IN, lse, logits, labels))
+TIMED_VOID(cross_entropy,
+           (struct backend *b, struct tensor *lse, const struct tensor *logits, const struct tensor *labels,
+            double *loss_sum),
+           (IN, lse, logits, labels, loss_sum))
 TIMED_VOID(cross_entropy_backward,
            (struct backend *b, struct tensor *logits, const struct tensor *lse, const struct tensor *labels,
-            float scale),
+            const float *scale),
            (IN, logits, lse, labels, scale))
 TIMED_VOID(dropout,
-           (struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed, uint64_t offset),
+           (struct backend *b, struct tensor *y, const struct tensor *x, float p, const uint64_t *seed,
+            uint64_t offset),
            (IN, y, x, p, seed, offset))
 TIMED_VOID(adamw,
            (struct backend *b, struct tensor *param, const struct tensor *grad, struct tensor *m, struct tensor *v,

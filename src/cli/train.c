@@ -95,6 +95,7 @@ static int run(struct train_args *a, tune_err *err)
     if (llama_init(&m, &a->spec, &a->rc, be, a->tc.seed, err) || llama_load_weights(&m, a->model, err))
         goto out;
     model_ready = true;
+    m.unrecorded = a->no_graphs;
     llama_init_lora(&m);
     char total[32];
     printf("plan       %s on %s: %s allocated as planned (%d buffers in %d blocks), %lld trainable parameters\n",

@@ -20,7 +20,7 @@ enum {
     T_MODEL, T_DATA, T_TEMPLATE, T_CHAT, T_OUTPUT, T_RESUME, T_CONFIG, T_METHOD, T_R, T_ALPHA, T_DROPOUT,
     T_TARGETS, T_LAYERS, T_EXPERT_LAYERS, T_SEQ, T_MB, T_GA, T_EPOCHS, T_MAX_STEPS, T_LR, T_SCHEDULE, T_WARMUP,
     T_WD, T_CLIP, T_EVAL_SPLIT, T_VAL_FRACTION, T_EVAL_STEPS, T_SAVE_STEPS, T_SAVE_LIMIT, T_LOG_STEPS, T_SEED, T_CKPT,
-    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_CHAT_DATE, T_EFFORT, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_HELP, T_COUNT
+    T_OFFLOAD_CKPT, T_CKPT_KEEP, T_CHAT_DATE, T_EFFORT, T_DEVICE, T_SKIP_NONFINITE, T_RSLORA, T_NO_GRAPHS, T_HELP, T_COUNT
 };
 
 static const struct cli_opt train_opts[] = {
@@ -64,6 +64,7 @@ static const struct cli_opt train_opts[] = {
     [T_DEVICE] = {"--device", "D", DEVICE_HELP "; default auto"},
     [T_SKIP_NONFINITE] = {"--skip-nonfinite", NULL, "skip a step whose loss or gradient is not finite (default: stop)"},
     [T_RSLORA] = {"--rslora", NULL, "rank-stabilized LoRA: scale alpha / sqrt(r) (PEFT's use_rslora)"},
+    [T_NO_GRAPHS] = {"--no-cuda-graphs", NULL, "run each step op by op (default: replay it as a CUDA graph)"},
     [T_HELP] = {"--help", NULL, "show this help"},
 };
 _Static_assert(sizeof train_opts / sizeof train_opts[0] == T_COUNT, "train options");
@@ -189,6 +190,7 @@ static int apply(struct train_args *a, int opt, const char *v, tune_err *err)
         return chat_effort_check(v, err) ? err_prefix(err, "--reasoning-effort") : 0;
     case T_SKIP_NONFINITE: tc->skip_nonfinite = true; return 0;
     case T_RSLORA: rc->use_rslora = true; return 0;
+    case T_NO_GRAPHS: a->no_graphs = true; return 0;
     case T_DEVICE:
         if (device_parse(v, &a->device, err))
             return -1;

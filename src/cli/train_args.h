@@ -20,6 +20,7 @@ struct train_args {
     struct train_config tc;
     struct device_choice device; /* resolved: never auto */
     double eval_split;
+    bool no_graphs; /* --no-cuda-graphs */
     bool help;
     char **all; /* the config file's flags (owned: n_config), then the command line's */
     int n_all, n_config;

@@ -228,9 +228,9 @@ static void declare_activations(struct ctx *c)
     struct mem_plan *p = c->plan;
     int64_t T = c->T, C = s->hidden;
 
-    /* ids, labels and positions [T], and the starts of up to T packed sequences [T + 1]. */
-    plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32, 4 * T + 1, 1, PLAN_PLACE_EVERY_RANK,
-             "batch.{input_ids,labels,positions,seq_starts}");
+    plan_add(p, PLAN_ACTIVATIONS, DTYPE_I32,
+             BUFFERS_SCALARS_AT(T) + (int64_t)(sizeof(struct step_scalars) / sizeof(int32_t)), 1,
+             PLAN_PLACE_EVERY_RANK, BUFFERS_BATCH);
     if (embed_on_host(c)) { /* the rows gathered in page-locked memory, sent while the host goes on */
         plan_add(p, PLAN_ACTIVATIONS, c->ad, T * C, 1, PLAN_PLACE_FIRST, "embed_tokens.rows");
         plan_keep_on_host(p, "embed_tokens.rows");

@@ -4,6 +4,7 @@
  * layer's working set is recomputed into the "recompute" buffers from the
  * layer's saved input before its backward. */
 #include "model/llama.h"
+#include "model/buffers.h"
 #include "model/moe.h"
 
 #include <assert.h>
@@ -31,34 +32,41 @@ static struct tensor viewf(const struct llama *m, int64_t inst, int64_t rows, in
     return view(m, name, inst, 0, rows, cols);
 }
 
-/* x [n, C] = the input embedding's rows of the n token ids, on the device
- * (ids) and on the host (host_ids). A table the plan keeps in host memory is
- * gathered there and its rows sent, converted on the host if x's dtype is
- * not the table's. */
-static void embed_tokens(struct llama *m, struct tensor *x, const struct tensor *ids, const int32_t *host_ids)
+/* A table the plan keeps in host memory: the rows of the n token ids
+ * gathered (and converted to the compute dtype) into the page-locked
+ * m->embed_rows, for embed_tokens to send. Every caller reads a result back
+ * (the loss, the logits) before it gathers again, so the last send is done
+ * when the rows are overwritten. */
+static void embed_gather(struct llama *m, const int32_t *host_ids, int64_t n)
 {
-    struct backend *be = m->be;
-    if (llama_holder(m, m->embed.data) == be) {
-        be->embedding(be, x, &m->embed, ids);
-        return;
-    }
-    /* The table is in host memory: its rows gathered (and converted) into the page-locked m->embed_rows, and
-     * sent in order with the ops after, the host not waiting. Every caller reads a result back (the loss, the
-     * logits) before it gathers again, so the send is done when the rows are overwritten. */
-    int64_t n = x->shape[0], C = x->shape[1];
-    assert(m->embed_rows.data && m->embed_rows.dtype == x->dtype && n <= m->embed_rows.shape[0]);
-    size_t from = (size_t)dtype_bytes(m->embed.dtype, C), to = (size_t)dtype_bytes(x->dtype, C);
+    int64_t C = m->spec->hidden;
+    enum dtype to_dtype = m->embed_rows.dtype;
+    assert(n <= m->embed_rows.shape[0]);
+    size_t from = (size_t)dtype_bytes(m->embed.dtype, C), to = (size_t)dtype_bytes(to_dtype, C);
     for (int64_t t = 0; t < n; t++) {
         char *dst = (char *)m->embed_rows.data + (size_t)t * to;
         const char *src = (const char *)m->embed.data + (size_t)host_ids[t] * from;
-        if (x->dtype == m->embed.dtype) {
+        if (to_dtype == m->embed.dtype) {
             memcpy(dst, src, to);
         } else {
-            struct tensor d = tensor_1d(dst, x->dtype, C), s = tensor_1d((void *)src, m->embed.dtype, C);
+            struct tensor d = tensor_1d(dst, to_dtype, C), s = tensor_1d((void *)src, m->embed.dtype, C);
             backend_cpu()->convert(backend_cpu(), &d, &s);
         }
     }
-    be->copy(be, x->data, m->embed_rows.data, to * (size_t)n);
+}
+
+/* x [n, C] = the input embedding's rows of the n token ids (on the device):
+ * looked up there, or, for a table in host memory, sent from where
+ * embed_gather put them, in order with the ops after (the host not waiting). */
+static void embed_tokens(struct llama *m, struct tensor *x, const struct tensor *ids)
+{
+    struct backend *be = m->be;
+    if (!m->embed_rows.data) {
+        be->embedding(be, x, &m->embed, ids);
+        return;
+    }
+    assert(m->embed_rows.dtype == x->dtype);
+    be->copy(be, x->data, m->embed_rows.data, (size_t)dtype_bytes(x->dtype, tensor_numel(x)));
 }
 
 /* One layer's working set: what its backward reads, and where forward writes. */
@@ -178,6 +186,13 @@ static struct layer_acts layer_views(const struct llama *m, int64_t l, int64_t T
                           !full ? l : kept ? l - first_kept(m) : 0);
 }
 
+/* The step's scalars in the batch buffer (buffers.h). */
+static struct step_scalars *step_scalars_of(const struct llama *m)
+{
+    char *batch = plan_arena_at(&m->arena, BUFFERS_BATCH, 0);
+    return (struct step_scalars *)(batch + sizeof(int32_t) * BUFFERS_SCALARS_AT(m->rc.micro_batch * m->rc.seq));
+}
+
 /* Dropout keys: one stream per (step, layer, linear), element offsets within it. */
 static uint64_t dropout_offset(int64_t layer, int linear) { return ((uint64_t)layer * 16 + (uint64_t)linear) << 40; }
 
@@ -187,7 +202,7 @@ static uint64_t dropout_offset(int64_t layer, int linear) { return ((uint64_t)la
  * LoRA term goes first, so that the base GEMM adds onto it as its C operand,
  * which costs it next to nothing, rather than a skinny GEMM reading y back. */
 static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, const struct tensor *x,
-                           struct tensor *xa, const struct tensor *resid, uint64_t step)
+                           struct tensor *xa, const struct tensor *resid)
 {
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
@@ -196,7 +211,7 @@ static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, 
         struct tensor xd = *x;
         if (m->rc.lora_dropout > 0) {
             xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
-            be->dropout(be, &xd, x, (float)m->rc.lora_dropout, m->seed ^ step, dropout_offset(l, i));
+            be->dropout(be, &xd, x, (float)m->rc.lora_dropout, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i));
         }
         be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
         if (resid)
@@ -218,7 +233,7 @@ static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, 
  * x, db += sum(dy) (full fine-tuning). As in forward, without dropout the
  * LoRA term of dx goes first and the base GEMM adds onto it. */
 static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx, const struct tensor *dy,
-                            const struct tensor *x, const struct tensor *xa, float beta, uint64_t step)
+                            const struct tensor *x, const struct tensor *xa, float beta)
 {
     struct backend *be = m->be;
     struct llama_layer *L = &m->layers[l];
@@ -231,7 +246,7 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
         be->matmul(be, &dxa, dy, false, &lo->Bc, false, m->lora_scale, 0.0f);
         be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
         if (p > 0)
-            be->dropout(be, &dropped, x, p, m->seed ^ step, dropout_offset(l, i)); /* the forward's mask again */
+            be->dropout(be, &dropped, x, p, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i)); /* the forward's mask again */
         be->matmul(be, &lo->dA, &dxa, true, p > 0 ? &dropped : x, false, 1.0f, 1.0f);
         if (p <= 0) {
             be->matmul(be, dx, &dxa, false, &lo->Ac, false, 1.0f, beta);
@@ -245,14 +260,14 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
         be->bias_backward(be, &L->full_bias[i].grad, dy);
     if (lo->on && p > 0) {
         be->matmul(be, &dropped, &dxa, false, &lo->Ac, false, 1.0f, 0.0f);
-        be->dropout(be, &dropped, &dropped, p, m->seed ^ step, dropout_offset(l, i));
+        be->dropout(be, &dropped, &dropped, p, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i));
         be->axpy(be, dx, 1.0f, &dropped);
     }
 }
 
 /* The layer's second half: out = mid + MLP(rmsnorm(mid)), the MLP dense or
  * the experts' (T = the rows of a). */
-static void mlp_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out, uint64_t step)
+static void mlp_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
@@ -261,30 +276,30 @@ static void mlp_forward(struct llama *m, int64_t l, struct layer_acts *a, struct
     be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
     if (s->experts) {
         struct tensor logits = view(m, "router.logits", 0, 0, T, s->experts);
-        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], NULL, step);
+        linear_forward(m, l, LIN_ROUTER, &logits, &a->xn2, &a->xa[LIN_ROUTER], NULL);
         be->convert(be, out, &a->mid);
         struct tensor lora = view(m, "grad.lora_xa", 0, 0, T * s->experts_per_token, m->rc.lora_r);
         moe_forward(m, l, &a->moe, out, &a->xn2, &logits, &lora);
         return;
     }
-    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], NULL, step);
-    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], NULL, step);
+    linear_forward(m, l, LIN_GATE, &a->gate, &a->xn2, &a->xa[LIN_GATE], NULL);
+    linear_forward(m, l, LIN_UP, &a->up, &a->xn2, &a->xa[LIN_UP], NULL);
     be->swiglu(be, &a->h, &a->gate, &a->up);
-    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], &a->mid, step);
+    linear_forward(m, l, LIN_DOWN, out, &a->h, &a->xa[LIN_DOWN], &a->mid);
 }
 
 /* Layer l forward from a->x; writes the next layer's input to out. */
 static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *out,
-                          const struct seq_layout *sl, uint64_t step)
+                          const struct seq_layout *sl)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
     struct llama_layer *L = &m->layers[l];
     int64_t T = a->x.shape[0];
     be->rmsnorm(be, &a->xn1, &a->rstd1, &a->x, &L->ln_attn, (float)s->rms_eps);
-    linear_forward(m, l, LIN_Q, &a->q, &a->xn1, &a->xa[LIN_Q], NULL, step);
-    linear_forward(m, l, LIN_K, &a->k, &a->xn1, &a->xa[LIN_K], NULL, step);
-    linear_forward(m, l, LIN_V, &a->v, &a->xn1, &a->xa[LIN_V], NULL, step);
+    linear_forward(m, l, LIN_Q, &a->q, &a->xn1, &a->xa[LIN_Q], NULL);
+    linear_forward(m, l, LIN_K, &a->k, &a->xn1, &a->xa[LIN_K], NULL);
+    linear_forward(m, l, LIN_V, &a->v, &a->xn1, &a->xa[LIN_V], NULL);
     int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
     struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
@@ -292,14 +307,14 @@ static void layer_forward(struct llama *m, int64_t l, struct layer_acts *a, stru
     be->rope(be, &k3, &m->rope, sl, false);
     const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
     be->attention(be, &o3, &a->lse, &q3, &k3, &v3, sinks, sl, L->window, m->attn_scale);
-    linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], &a->x, step);
-    mlp_forward(m, l, a, out, step);
+    linear_forward(m, l, LIN_O, &a->mid, &a->att, &a->xa[LIN_O], &a->x);
+    mlp_forward(m, l, a, out);
 }
 
 /* The MoE block's backward: d(normed input) into dxn through the experts
  * and through the router linear (whose LoRA, if any, gets its gradients). */
 static void moe_block_backward(struct llama *m, int64_t l, struct layer_acts *a, const struct tensor *dres,
-                               struct tensor *dxn, uint64_t step)
+                               struct tensor *dxn)
 {
     const struct model_spec *s = m->spec;
     int64_t T = a->x.shape[0], N = T * s->experts_per_token, C = s->hidden, I = s->intermediate;
@@ -311,7 +326,7 @@ static void moe_block_backward(struct llama *m, int64_t l, struct layer_acts *a,
                                                                    : (struct tensor){0}};
     struct tensor dlogits = view(m, "router.logits", 0, 0, T, s->experts);
     moe_backward(m, l, &a->moe, &g, dxn, &dlogits, dres);
-    linear_backward(m, l, LIN_ROUTER, dxn, &dlogits, &a->xn2, &a->xa[LIN_ROUTER], 1, step);
+    linear_backward(m, l, LIN_ROUTER, dxn, &dlogits, &a->xn2, &a->xa[LIN_ROUTER], 1);
 }
 
 /* dres (fp32) as the d(output) of the linears that write the residual (o,
@@ -327,7 +342,7 @@ static const struct tensor *residual_grad(struct llama *m, const struct tensor *
 
 /* Layer l backward: dres holds d(output) and leaves holding d(input). */
 static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, struct tensor *dres,
-                           const struct seq_layout *sl, uint64_t step)
+                           const struct seq_layout *sl)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
@@ -347,24 +362,24 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     if (s->experts) {
         if (selective)
             be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
-        moe_block_backward(m, l, a, dres, &dxn, step);
+        moe_block_backward(m, l, a, dres, &dxn);
     } else {
         struct tensor h = a->h;
         if (selective && (h = view(m, "selective.mlp.act", 0, 0, T, I)).data)
             be->swiglu(be, &h, &a->gate, &a->up);
-        linear_backward(m, l, LIN_DOWN, &dh, residual_grad(m, dres, &dxn), &h, &a->xa[LIN_DOWN], 0, step);
+        linear_backward(m, l, LIN_DOWN, &dh, residual_grad(m, dres, &dxn), &h, &a->xa[LIN_DOWN], 0);
         /* d(gate), d(up) in place of gate and up, which nothing reads again. */
         struct tensor dgate = a->gate, dup = a->up;
         be->swiglu_backward(be, &dgate, &dup, &dh, &a->gate, &a->up);
         if (selective)
             be->rmsnorm(be, &a->xn2, &a->rstd2, &a->mid, &L->ln_mlp, (float)s->rms_eps);
-        linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0, step);
-        linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1, step);
+        linear_backward(m, l, LIN_GATE, &dxn, &dgate, &a->xn2, &a->xa[LIN_GATE], 0);
+        linear_backward(m, l, LIN_UP, &dxn, &dup, &a->xn2, &a->xa[LIN_UP], 1);
     }
     be->rmsnorm_backward(be, dres, L->full_ln_mlp.grad.data ? &L->full_ln_mlp.grad : NULL, &dxn, &a->mid,
                          &L->ln_mlp, &a->rstd2);
 
-    linear_backward(m, l, LIN_O, &datt, residual_grad(m, dres, &dxn), &a->att, &a->xa[LIN_O], 0, step);
+    linear_backward(m, l, LIN_O, &datt, residual_grad(m, dres, &dxn), &a->att, &a->xa[LIN_O], 0);
     int64_t qs[3] = {T, s->heads, s->head_dim}, ks[3] = {T, s->kv_heads, s->head_dim};
     struct tensor q3 = tensor_reshape(&a->q, 3, qs), k3 = tensor_reshape(&a->k, 3, ks);
     struct tensor v3 = tensor_reshape(&a->v, 3, ks), o3 = tensor_reshape(&a->att, 3, qs);
@@ -378,17 +393,18 @@ static void layer_backward(struct llama *m, int64_t l, struct layer_acts *a, str
     be->rope(be, &dk3, &m->rope, sl, true);
     if (selective)
         be->rmsnorm(be, &a->xn1, &a->rstd1, &a->x, &L->ln_attn, (float)s->rms_eps);
-    linear_backward(m, l, LIN_Q, &dxn, &dq, &a->xn1, &a->xa[LIN_Q], 0, step);
-    linear_backward(m, l, LIN_K, &dxn, &dk, &a->xn1, &a->xa[LIN_K], 1, step);
-    linear_backward(m, l, LIN_V, &dxn, &dv, &a->xn1, &a->xa[LIN_V], 1, step);
+    linear_backward(m, l, LIN_Q, &dxn, &dq, &a->xn1, &a->xa[LIN_Q], 0);
+    linear_backward(m, l, LIN_K, &dxn, &dk, &a->xn1, &a->xa[LIN_K], 1);
+    linear_backward(m, l, LIN_V, &dxn, &dv, &a->xn1, &a->xa[LIN_V], 1);
     be->rmsnorm_backward(be, dres, L->full_ln_attn.grad.data ? &L->full_ln_attn.grad : NULL, &dxn, &a->x,
                          &L->ln_attn, &a->rstd1);
 }
 
-/* Final norm, then the loss over blocks of whole-vocabulary rows; with
- * backward, d(final norm output) into grad.normed and on into dres. */
-static double loss_forward_backward(struct llama *m, int64_t T, const struct tensor *labels, bool backward,
-                                    float loss_scale, struct tensor *dres)
+/* Final norm, then the loss over blocks of whole-vocabulary rows, summed
+ * into the step's scalars; with backward (the loss times their loss_scale),
+ * d(final norm output) into grad.normed and on into dres. */
+static void loss_forward_backward(struct llama *m, int64_t T, const struct tensor *labels, bool backward,
+                                  struct tensor *dres)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
@@ -399,16 +415,16 @@ static double loss_forward_backward(struct llama *m, int64_t T, const struct ten
     const struct plan_buffer *chunk = plan_find(&m->plan, "loss.logits_chunk");
     int64_t rows = chunk->elems / V;
     struct tensor dxn = view(m, "grad.normed", 0, 0, T, C);
-    double loss = 0;
+    struct step_scalars *sc = step_scalars_of(m);
     for (int64_t t0 = 0; t0 < T; t0 += rows) {
         int64_t n = T - t0 < rows ? T - t0 : rows;
         struct tensor logits = view(m, "loss.logits_chunk", 0, 0, n, V);
         struct tensor x = tensor_rows(&xn, t0, n), lab = tensor_rows(labels, t0, n), lse = tensor_rows(&lse_all, t0, n);
         be->matmul(be, &logits, &x, false, &m->head, true, 1.0f, 0.0f);
-        loss += be->cross_entropy(be, &lse, &logits, &lab);
+        be->cross_entropy(be, &lse, &logits, &lab, &sc->loss_sum);
         if (!backward)
             continue;
-        be->cross_entropy_backward(be, &logits, &lse, &lab, loss_scale);
+        be->cross_entropy_backward(be, &logits, &lse, &lab, &sc->loss_scale);
         struct tensor dx = tensor_rows(&dxn, t0, n);
         be->matmul(be, &dx, &logits, false, &m->head, false, 1.0f, 0.0f);
         if (m->full_head.grad.data) /* dW_head += dlogits^T x */
@@ -419,7 +435,6 @@ static double loss_forward_backward(struct llama *m, int64_t T, const struct ten
         be->rmsnorm_backward(be, dres, m->full_norm.grad.data ? &m->full_norm.grad : NULL, &dxn, &xf, &m->norm,
                              &rstd);
     }
-    return loss;
 }
 
 /* The LoRA factors' compute copy from their fp32 values (which the optimizer,
@@ -432,18 +447,88 @@ static void refresh_lora_compute(struct llama *m)
     m->be->convert(m->be, &m->lora_compute, &all);
 }
 
+/* A step's ops once its batch is in the backend's memory: forward, loss and (with backward) backward. Nothing in
+ * here waits for the device or passes a value that changes between steps of T tokens (those are step_scalars),
+ * so that a record of it replays any such step. */
+static void step_ops(struct llama *m, int64_t T, const struct seq_layout *sl, bool backward)
+{
+    struct backend *be = m->be;
+    const struct model_spec *s = m->spec;
+    int64_t C = s->hidden;
+    char *dev = plan_arena_at(&m->arena, BUFFERS_BATCH, 0);
+    struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
+    struct tensor x0 = layer_input(m, 0, T);
+    embed_tokens(m, &x0, &ids);
+    refresh_lora_compute(m);
+    /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
+    for (int64_t l = 0; l < s->layers; l++) {
+        checkpoint_move(m, l, T, true);
+        struct layer_acts a = layer_views(m, l, T);
+        struct tensor out = l + 1 < s->layers ? layer_input(m, l + 1, T) : view(m, "norm.input", 0, 0, T, C);
+        layer_forward(m, l, &a, &out, sl);
+    }
+    struct tensor dres = view(m, "grad.residual", 0, 0, T, C);
+    loss_forward_backward(m, T, &labels, backward, &dres);
+    /* Full checkpointing: the last layer forward wrote into the recompute buffers (the one before the kept
+     * ones) still has its working set there (the loss and the kept layers touch none of them); only the
+     * layers before it are made again. */
+    int64_t recomputed = m->rc.grad_ckpt == GRAD_CKPT_FULL ? first_kept(m) - 1 : 0;
+    for (int64_t l = s->layers - 1; backward && l >= 0; l--) {
+        struct layer_acts a = layer_views(m, l, T);
+        if (l < s->layers - 1) /* the input back from host memory, where the checkpoints are (else nothing) */
+            checkpoint_move(m, l, T, false);
+        if (l < recomputed) {
+            struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
+            layer_forward(m, l, &a, &scratch_out, sl);
+        }
+        layer_backward(m, l, &a, &dres, sl);
+    }
+    if (backward && m->full_embed.grad.data)
+        be->embedding_backward(be, &m->full_embed.grad, &dres, &ids);
+}
+
+/* step_ops through a record where the backend makes them: a token count seen on the step before is recorded
+ * once and replayed from then on (a count seen once, such as an epoch's last short batch, runs op by op). */
+static void step_ops_recorded(struct llama *m, int64_t T, const struct seq_layout *sl, bool backward)
+{
+    struct backend *be = m->be;
+    struct step_record *r = &m->records[backward];
+    if (!be->capture_begin || m->unrecorded) {
+        step_ops(m, T, sl, backward);
+        return;
+    }
+    if (!(r->graph && r->tokens == T)) {
+        if (r->last_tokens != T) {
+            r->last_tokens = T;
+            step_ops(m, T, sl, backward);
+            return;
+        }
+        if (r->graph)
+            be->graph_free(be, r->graph);
+        be->capture_begin(be);
+        step_ops(m, T, sl, backward);
+        r->graph = be->capture_end(be);
+        r->tokens = T;
+        if (!r->graph) /* the failure is the backend's to report (check) */
+            return;
+    }
+    be->graph_run(be, r->graph);
+}
+
 int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale, uint64_t step,
                double *loss_sum, int64_t *counted, tune_err *err)
 {
     struct backend *be = m->be;
     const struct model_spec *s = m->spec;
-    int64_t T = batch->tokens, C = s->hidden, cap = m->rc.micro_batch * m->rc.seq;
+    int64_t T = batch->tokens, cap = m->rc.micro_batch * m->rc.seq;
     if (T < 1 || T > cap || batch->sequences < 1 || batch->sequences > T)
         return err_set(err, "batch of %lld tokens in %lld sequences does not fit the planned %lld tokens",
                        (long long)T, (long long)batch->sequences, (long long)cap), -1;
 
-    /* Upload ids, labels, positions and starts into the batch buffer. */
-    int32_t *host = malloc(sizeof(int32_t) * (size_t)(4 * T + 1));
+    /* The batch buffer as buffers.h lays it out, made on the host and sent in one upload. */
+    size_t scalars_at = sizeof(int32_t) * (size_t)BUFFERS_SCALARS_AT(cap);
+    size_t bytes = scalars_at + sizeof(struct step_scalars);
+    int32_t *host = calloc(1, bytes);
     if (!host)
         return err_set(err, "out of memory for a batch of %lld tokens", (long long)T), -1;
     int64_t max_len = 0, n = 0;
@@ -476,42 +561,21 @@ int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, 
     memcpy(host, batch->ids, sizeof(int32_t) * (size_t)T);
     memcpy(host + T, batch->labels, sizeof(int32_t) * (size_t)T);
     memcpy(host + 3 * T, batch->starts, sizeof(int32_t) * (size_t)(batch->sequences + 1));
-    char *dev = plan_arena_at(&m->arena, "batch.{input_ids,labels,positions,seq_starts}", 0);
-    be->upload(be, dev, host, sizeof(int32_t) * (size_t)(3 * T + batch->sequences + 1));
+    for (int64_t q = batch->sequences + 1; q <= T; q++) /* empty sequences at T: see seq_layout */
+        host[3 * T + q] = (int32_t)T;
+    struct step_scalars *sc = (struct step_scalars *)((char *)host + scalars_at);
+    *sc = (struct step_scalars){.dropout_seed = m->seed ^ step, .loss_sum = 0, .loss_scale = loss_scale};
+    char *dev = plan_arena_at(&m->arena, BUFFERS_BATCH, 0);
+    be->upload(be, dev, host, bytes);
     free(host);
-    struct tensor ids = tensor_1d(dev, DTYPE_I32, T), labels = tensor_2d(dev + 4 * T, DTYPE_I32, T, 1);
-    struct tensor x0 = layer_input(m, 0, T);
-    embed_tokens(m, &x0, &ids, batch->ids);
-    struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences, max_len};
+    if (m->embed_rows.data) /* the rows of a host-held table, gathered before the ops that send them */
+        embed_gather(m, batch->ids, T);
 
-    refresh_lora_compute(m);
-    /* Forward, keeping each layer's input (and, without checkpointing, its working set). */
-    for (int64_t l = 0; l < s->layers; l++) {
-        checkpoint_move(m, l, T, true);
-        struct layer_acts a = layer_views(m, l, T);
-        struct tensor out = l + 1 < s->layers ? layer_input(m, l + 1, T) : view(m, "norm.input", 0, 0, T, C);
-        layer_forward(m, l, &a, &out, &sl, step);
-    }
-    struct tensor dres = view(m, "grad.residual", 0, 0, T, C);
-    double loss = loss_forward_backward(m, T, &labels, backward, loss_scale, &dres);
-    /* Full checkpointing: the last layer forward wrote into the recompute buffers (the one before the kept
-     * ones) still has its working set there (the loss and the kept layers touch none of them); only the
-     * layers before it are made again. */
-    int64_t recomputed = m->rc.grad_ckpt == GRAD_CKPT_FULL ? first_kept(m) - 1 : 0;
-    for (int64_t l = s->layers - 1; backward && l >= 0; l--) {
-        struct layer_acts a = layer_views(m, l, T);
-        if (l < s->layers - 1) /* the input back from host memory, where the checkpoints are (else nothing) */
-            checkpoint_move(m, l, T, false);
-        if (l < recomputed) {
-            struct tensor scratch_out = view(m, "grad.normed", 0, 0, T, C); /* the output is not needed again */
-            layer_forward(m, l, &a, &scratch_out, &sl, step);
-        }
-        layer_backward(m, l, &a, &dres, &sl, step);
-    }
-    if (backward && m->full_embed.grad.data)
-        be->embedding_backward(be, &m->full_embed.grad, &dres, &ids);
+    struct seq_layout sl = {(const int32_t *)(dev + 12 * T), (const int32_t *)(dev + 8 * T), batch->sequences,
+                            max_len, T};
+    step_ops_recorded(m, T, &sl, backward);
+    be->download(be, loss_sum, &step_scalars_of(m)->loss_sum, sizeof *loss_sum);
     *counted = count;
-    *loss_sum = loss;
     return 0;
 }
 
@@ -534,7 +598,7 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     for (int64_t t = 0; t < n; t++)
         if (ids[t] < 0 || ids[t] >= s->vocab)
             return err_set(err, "token id %d is outside the vocabulary of %lld", ids[t], (long long)s->vocab);
-    char *dev = plan_arena_at(&m->arena, "batch.{input_ids,labels,positions,seq_starts}", 0);
+    char *dev = plan_arena_at(&m->arena, BUFFERS_BATCH, 0);
     int32_t *host = malloc(sizeof(int32_t) * (size_t)(2 * n));
     if (!host)
         return err_set(err, "out of memory");
@@ -545,10 +609,12 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
     free(host);
     refresh_lora_compute(m);
     struct tensor idt = tensor_1d(dev, DTYPE_I32, n);
-    struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n};
+    struct seq_layout sl = {NULL, (const int32_t *)(dev + 4 * n), 1, n, 1};
 
     struct tensor x = layer_input(m, 0, n), out = view(m, "norm.input", 0, 0, n, C);
-    embed_tokens(m, &x, &idt, ids);
+    if (m->embed_rows.data)
+        embed_gather(m, ids, n);
+    embed_tokens(m, &x, &idt);
     int64_t qs[3] = {n, s->heads, s->head_dim}, ks[3] = {n, s->kv_heads, s->head_dim};
     for (int64_t l = 0; l < s->layers; l++) {
         struct llama_layer *L = &m->layers[l];
@@ -559,9 +625,9 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         size_t row = (size_t)dtype_bytes(kv->dtype, kvd);
         struct tensor kc = tensor_2d((char *)kv->k[l] + row * (size_t)pos0, kv->dtype, n, kvd);
         struct tensor vc = tensor_2d((char *)kv->v[l] + row * (size_t)pos0, kv->dtype, n, kvd);
-        linear_forward(m, l, LIN_Q, &a.q, &a.xn1, &a.xa[LIN_Q], NULL, 0);
-        linear_forward(m, l, LIN_K, &kc, &a.xn1, &a.xa[LIN_K], NULL, 0);
-        linear_forward(m, l, LIN_V, &vc, &a.xn1, &a.xa[LIN_V], NULL, 0);
+        linear_forward(m, l, LIN_Q, &a.q, &a.xn1, &a.xa[LIN_Q], NULL);
+        linear_forward(m, l, LIN_K, &kc, &a.xn1, &a.xa[LIN_K], NULL);
+        linear_forward(m, l, LIN_V, &vc, &a.xn1, &a.xa[LIN_V], NULL);
         struct tensor q3 = tensor_reshape(&a.q, 3, qs), k3 = tensor_reshape(&kc, 3, ks), o3 = tensor_reshape(&a.att, 3, qs);
         be->rope(be, &q3, &m->rope, &sl, false);
         be->rope(be, &k3, &m->rope, &sl, false);
@@ -571,8 +637,8 @@ int llama_decode(struct llama *m, struct llama_kv_cache *kv, const int32_t *ids,
         struct tensor kall = tensor_reshape(&k2, 3, cs), vall = tensor_reshape(&v2, 3, cs);
         const struct tensor *sinks = L->sinks.data ? &L->sinks : NULL;
         be->attention_cached(be, &o3, &q3, &kall, &vall, sinks, pos0, L->window, m->attn_scale);
-        linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], &a.x, 0);
-        mlp_forward(m, l, &a, &out, 0);
+        linear_forward(m, l, LIN_O, &a.mid, &a.att, &a.xa[LIN_O], &a.x);
+        mlp_forward(m, l, &a, &out);
         be->convert(be, &x, &out);
     }
     kv->length = pos0 + n;

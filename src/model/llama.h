@@ -44,6 +44,13 @@ struct llama_layer {
 enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN }; /* layout.c's order */
 enum { LIN_ROUTER = 4, LIN_EXPERTS_GATE_UP, LIN_EXPERTS_DOWN };  /* the same slots under MoE */
 
+/* A step recorded for replay (backend.h's capture_begin): the token count it
+ * was recorded at, and that of the last step run op by op. */
+struct step_record {
+    void *graph;
+    int64_t tokens, last_tokens;
+};
+
 struct llama {
     const struct model_spec *spec;
     struct run_config rc;
@@ -62,6 +69,10 @@ struct llama {
     struct rope_table rope;
     float attn_scale, lora_scale;
     uint64_t seed;        /* of LoRA init and dropout */
+    /* Steps recorded on a backend that can (forward only, with backward), once a token count repeats; never
+     * when unrecorded is set. */
+    struct step_record records[2];
+    bool unrecorded;
 };
 
 /* A packed micro-batch on the host: sequences laid end to end. labels[t] is

@@ -325,6 +325,10 @@ struct backend *llama_holder(const struct llama *m, const void *data)
 
 void llama_free(struct llama *m)
 {
+    for (int k = 0; k < 2; k++)
+        if (m->records[k].graph)
+            m->be->graph_free(m->be, m->records[k].graph);
+    memset(m->records, 0, sizeof m->records);
     plan_arena_free(&m->arena);
     plan_free(&m->plan);
     free(m->layers);

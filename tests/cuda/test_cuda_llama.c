@@ -22,7 +22,9 @@
  *    clamp difference is printed as such.
  * Each plan runs plain and with full checkpointing and LoRA dropout 0.1 (the
  * same masks on both; none where the experts train, as PEFT has none there).
- * NaN never passes. Runs from the repository root; needs a CUDA GPU. */
+ * Then steps replayed from CUDA graphs against the same steps op by op, bit
+ * for bit (test_recorded). NaN never passes. Runs from the repository root;
+ * needs a CUDA GPU. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/backend_cuda.h"
+#include "base/rng.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
 #include "model/peft.h"
@@ -175,6 +178,35 @@ static void round_weights_to_bf16(struct llama *m)
     }
 }
 
+/* m's LoRA gradients into s (downloaded, in PEFT's names and layouts). */
+static void download_lora_grads(struct llama *m, struct step *s)
+{
+    for (int64_t l = 0; l < m->spec->layers; l++)
+        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
+            struct lora *lo = &m->layers[l].lora[i];
+            if (!lo->on)
+                continue;
+            struct tensor *g[2] = {&lo->dA, &lo->dB};
+            const char *which[2] = {"lora_A", "lora_B"};
+            for (int k = 0; k < 2 && s->n < MAX_GRADS; k++) {
+                snprintf(s->name[s->n], sizeof s->name[s->n], "model.layers.%lld.%s.%s.default.weight.grad",
+                         (long long)l, peft_module(m, l, i), which[k]);
+                int64_t n = s->numel[s->n] = tensor_numel(g[k]);
+                float *host = malloc(sizeof(float) * (size_t)n), *peft = malloc(sizeof(float) * (size_t)n);
+                if (!host || !peft || g[k]->dtype != DTYPE_F32)
+                    die(m->spec->name, "gradient buffer");
+                m->be->download(m->be, host, g[k]->data, sizeof(float) * (size_t)n);
+                if (k == 1 && m->lin[i].component == COMPONENT_EXPERTS) { /* PEFT's layout of an expert B */
+                    peft_expert_b_layout(peft, host, m->lin[i].stack, m->lin[i].out, m->rc.lora_r, true);
+                    float *t = host;
+                    host = peft, peft = t;
+                }
+                free(peft);
+                s->grad[s->n++] = host;
+            }
+        }
+}
+
 /* Loads dir's model and the adapter on be for rc (on the CPU, rounded to
  * bf16 if asked), runs one step with backward, and downloads the loss and
  * the LoRA gradients (in PEFT's names and layouts). */
@@ -196,30 +228,7 @@ static struct step run_step(const char *dir, const char *adapter, const struct m
         die(dir, err.msg);
     if (be != backend_cpu() && backend_cuda_check(be, &err))
         die(dir, err.msg);
-    for (int64_t l = 0; l < spec->layers; l++)
-        for (int i = 0; i < LAYOUT_MAX_LINEARS; i++) {
-            struct lora *lo = &m.layers[l].lora[i];
-            if (!lo->on)
-                continue;
-            struct tensor *g[2] = {&lo->dA, &lo->dB};
-            const char *which[2] = {"lora_A", "lora_B"};
-            for (int k = 0; k < 2 && s.n < MAX_GRADS; k++) {
-                snprintf(s.name[s.n], sizeof s.name[s.n], "model.layers.%lld.%s.%s.default.weight.grad", (long long)l,
-                         peft_module(&m, l, i), which[k]);
-                int64_t n = s.numel[s.n] = tensor_numel(g[k]);
-                float *host = malloc(sizeof(float) * (size_t)n), *peft = malloc(sizeof(float) * (size_t)n);
-                if (!host || !peft || g[k]->dtype != DTYPE_F32)
-                    die(dir, "gradient buffer");
-                be->download(be, host, g[k]->data, sizeof(float) * (size_t)n);
-                if (k == 1 && m.lin[i].component == COMPONENT_EXPERTS) { /* PEFT's layout of an expert B */
-                    peft_expert_b_layout(peft, host, m.lin[i].stack, m.lin[i].out, rc->lora_r, true);
-                    float *t = host;
-                    host = peft, peft = t;
-                }
-                free(peft);
-                s.grad[s.n++] = host;
-            }
-        }
+    download_lora_grads(&m, &s);
     s.routes = download_routes(&m, b->tokens);
     s.gate_up = download_gate_up(&m, b->tokens);
     if (be != backend_cpu() && backend_cuda_check(be, &err))
@@ -488,6 +497,95 @@ static void test_full(const char *dir, struct backend *gpu)
     st_file_close(&golden);
 }
 
+/* Recorded steps (CUDA graphs, llama.h's records) against the same steps op
+ * by op: two copies of dir's model with the adapter, one replaying, one not,
+ * through micro-steps of T tokens packed differently each time (other
+ * sequence counts, ids, labels, dropout seeds and loss scales: what a record
+ * must read from memory rather than have baked in), one of fewer tokens in
+ * between (op by op, after which T's record replays again), and forward-only
+ * steps (evaluation's record). Losses and every LoRA gradient must be the
+ * same bit for bit, and the records must have been made. */
+static void test_recorded(const char *dir, const char *adapter_name, struct backend *gpu)
+{
+    printf("%s, recorded steps\n", dir);
+    struct model_spec spec;
+    struct run_config rc;
+    tune_err err = {{0}};
+    char adapter[256];
+    snprintf(adapter, sizeof adapter, "%s/%s", dir, adapter_name);
+    if (spec_resolve(&spec, dir, &err))
+        die(dir, err.msg);
+    run_config_default(&rc, &spec);
+    if (peft_read_config(adapter, &spec, &rc, &err))
+        die(dir, err.msg);
+    enum { T = 24, STEPS = 8 };
+    rc.seq = T, rc.micro_batch = 1, rc.device = DEVICE_CUDA, rc.base_dtype = DTYPE_BF16, rc.lora_dropout = 0.1;
+    /* each step's sequence ends (T tokens but the fourth's 16), and whether it runs backward */
+    static const int32_t ends[STEPS][4] = {{24}, {10, 24}, {5, 10, 24}, {16}, {3, 24}, {10, 24}, {5, 10, 24}, {24}};
+    static const bool backward[STEPS] = {true, true, true, true, true, false, false, false};
+    for (int ckpt = 0; ckpt < 2; ckpt++) {
+        struct run_config r = rc;
+        r.grad_ckpt = ckpt ? GRAD_CKPT_FULL : GRAD_CKPT_NONE;
+        struct llama m[2];
+        for (int k = 0; k < 2; k++) {
+            if (llama_init(&m[k], &spec, &r, gpu, 7, &err) || llama_load_weights(&m[k], dir, &err) ||
+                peft_load_adapter(&m[k], adapter, &err))
+                die(dir, err.msg);
+            m[k].unrecorded = k == 1;
+        }
+        uint64_t state = 11;
+        int64_t differing = 0, values = 0, losses_differing = 0;
+        size_t used_before = 0, used_after = 0, total;
+        char name[256];
+        for (int q = 0; q < STEPS; q++) {
+            int32_t ids[T], labels[T], starts[5] = {0};
+            int S = 0;
+            while (S < 4 && ends[q][S])
+                starts[S + 1] = ends[q][S], S++;
+            int64_t n = starts[S];
+            for (int64_t t = 0; t < n; t++) {
+                ids[t] = (int32_t)(rng_next(&state) % (uint64_t)spec.vocab);
+                labels[t] = rng_next(&state) % 4 ? (int32_t)(rng_next(&state) % (uint64_t)spec.vocab) : -100;
+            }
+            struct llama_batch b = {ids, labels, starts, n, S};
+            if (q == 1)
+                backend_cuda_device_info(gpu, name, sizeof name, &used_before, &total);
+            struct step st[2];
+            for (int k = 0; k < 2; k++) {
+                memset(&st[k], 0, sizeof st[k]);
+                if (q % 2 == 0) /* else the gradients accumulate over two steps, as with --grad-accum */
+                    llama_zero_grads(&m[k]);
+                if (llama_step(&m[k], &b, backward[q], 1.0f / (float)(q + 5), (uint64_t)q, &st[k].loss,
+                               &st[k].counted, &err) ||
+                    backend_cuda_check(gpu, &err))
+                    die(dir, err.msg);
+                download_lora_grads(&m[k], &st[k]);
+            }
+            if (q == 1)
+                backend_cuda_device_info(gpu, name, sizeof name, &used_after, &total);
+            losses_differing += memcmp(&st[0].loss, &st[1].loss, sizeof st[0].loss) != 0;
+            for (int i = 0; i < st[0].n; i++)
+                for (int64_t e = 0; e < st[0].numel[i]; e++, values++)
+                    differing += memcmp(&st[0].grad[i][e], &st[1].grad[i][e], sizeof(float)) != 0;
+            step_free(&st[0]);
+            step_free(&st[1]);
+        }
+        char what[200];
+        snprintf(what, sizeof what, "%s: %d steps recorded vs op by op, losses differing", ckpt ? "ckpt" : "plain",
+                 STEPS);
+        report(what, (double)losses_differing, 0.5);
+        snprintf(what, sizeof what, "%s: gradient values differing (of %lld)", ckpt ? "ckpt" : "plain",
+                 (long long)values);
+        report(what, (double)differing, 0.5);
+        snprintf(what, sizeof what, "%s: a record made for training and for evaluation", ckpt ? "ckpt" : "plain");
+        report(what, m[0].records[1].graph && m[0].records[0].graph && !m[1].records[1].graph ? 0 : 1, 0.5);
+        printf("       (the training step's record took %.2f MiB of device memory beside the plan)\n",
+               ((double)used_after - (double)used_before) / (1 << 20));
+        llama_free(&m[0]);
+        llama_free(&m[1]);
+    }
+}
+
 int main(void)
 {
     tune_err err = {{0}};
@@ -505,6 +603,8 @@ int main(void)
     test_full("tests/fixtures/tiny-llama", gpu);
     test_full("tests/fixtures/tiny-qwen2", gpu);
     test_full("tests/fixtures/tiny-gptoss", gpu);
+    test_recorded("tests/fixtures/tiny-llama", "adapter", gpu);
+    test_recorded("tests/fixtures/tiny-gptoss", "adapter", gpu);
     printf("test_cuda_llama: %d of %d checks passed%s (device peak %.1f MiB beside a workspace of %zu MiB)\n",
            checks - failures, checks, failures ? "  FAILED" : "", (double)gpu->bytes_peak / (1 << 20),
            backend_cuda_workspace_bytes(gpu) >> 20);

@@ -548,7 +548,9 @@ static void test_rmsnorm(void)
 
 /* ---- packed layouts ---- */
 
-/* starts [S + 1] and positions [T] on both sides. */
+/* positions [T] and starts on both sides: [T + 1], empty sequences at T
+ * after the S real ones, as a training step lays them out; the CPU is told
+ * of the S, the GPU searches all T (seq_layout's capacity). */
 struct layout {
     struct pair starts, positions;
     int64_t S, T, max_len;
@@ -556,27 +558,31 @@ struct layout {
 
 static struct layout layout_new(const int32_t *starts, int64_t S)
 {
-    struct layout l = {P1(DTYPE_I32, S + 1), P1(DTYPE_I32, starts[S]), S, starts[S], 0};
-    int32_t *pos = host_alloc((size_t)l.T * 4);
+    int64_t T = starts[S];
+    struct layout l = {P1(DTYPE_I32, T + 1), P1(DTYPE_I32, T), S, T, 0};
+    int32_t *pos = host_alloc((size_t)T * 4), *padded = host_alloc((size_t)(T + 1) * 4);
     for (int64_t s = 0; s < S; s++) {
         for (int32_t t = starts[s]; t < starts[s + 1]; t++)
             pos[t] = t - starts[s];
         l.max_len = starts[s + 1] - starts[s] > l.max_len ? starts[s + 1] - starts[s] : l.max_len;
     }
-    fill_i32(&l.starts, starts);
+    for (int64_t s = 0; s <= T; s++)
+        padded[s] = s <= S ? starts[s] : (int32_t)T;
+    fill_i32(&l.starts, padded);
     fill_i32(&l.positions, pos);
     free(pos);
+    free(padded);
     return l;
 }
 
 static struct seq_layout layout_cpu(const struct layout *l)
 {
-    return (struct seq_layout){l->starts.c.data, l->positions.c.data, l->S, l->max_len};
+    return (struct seq_layout){l->starts.c.data, l->positions.c.data, l->S, l->max_len, l->S};
 }
 
 static struct seq_layout layout_gpu(const struct layout *l)
 {
-    return (struct seq_layout){l->starts.g.data, l->positions.g.data, l->S, l->max_len};
+    return (struct seq_layout){l->starts.g.data, l->positions.g.data, l->S, l->max_len, l->T};
 }
 
 /* ---- rope ---- */
@@ -1140,17 +1146,24 @@ static void test_cross_entropy(void)
             lab[t] = t % 5 == 3 ? -100 : (int32_t)rand_int(V);
         struct pair logits = P2(dt, T, V), labels = P1(DTYPE_I32, T), lse = P2(DTYPE_F32, T, 1);
         fill_random(&logits, -span, span), fill_i32(&labels, lab), fill_nan(&lse);
-        double ref = cpu->cross_entropy(cpu, &lse.c, &logits.c, &labels.c);
-        double got = gpu->cross_entropy(gpu, &lse.g, &logits.g, &labels.g);
+        /* Both add to a sum that starts at 1 (the GPU's in its memory, read back once). */
+        struct pair sum = P1(DTYPE_F32, 2), scale = P1(DTYPE_F32, 1);
+        double ref = 1, got = 1;
+        float s29 = 1.0f / 29;
+        gpu->upload(gpu, sum.g.data, &got, sizeof got);
+        gpu->upload(gpu, scale.g.data, &s29, sizeof s29);
+        cpu->cross_entropy(cpu, &lse.c, &logits.c, &labels.c, &ref);
+        gpu->cross_entropy(gpu, &lse.g, &logits.g, &labels.g, sum.g.data);
+        gpu->download(gpu, &got, sum.g.data, sizeof got);
         snprintf(what, sizeof what, "cross_entropy %s [%lld, %lld] logits in +-%g: loss", dt_name(dt), (long long)T,
                  (long long)V, span);
         compare_scalar(what, got, ref, TOL_F32);
         snprintf(what, sizeof what, "cross_entropy %s [%lld, %lld] logits in +-%g: lse", dt_name(dt), (long long)T,
                  (long long)V, span);
         compare(what, &lse, TOL_F32);
-        cpu->cross_entropy_backward(cpu, &logits.c, &lse.c, &labels.c, 1.0f / 29);
+        cpu->cross_entropy_backward(cpu, &logits.c, &lse.c, &labels.c, &s29);
         gpu->upload(gpu, lse.g.data, lse.c.data, (size_t)T * 4); /* the same lse on both sides */
-        gpu->cross_entropy_backward(gpu, &logits.g, &lse.g, &labels.g, 1.0f / 29);
+        gpu->cross_entropy_backward(gpu, &logits.g, &lse.g, &labels.g, scale.g.data);
         snprintf(what, sizeof what, "cross_entropy_backward %s [%lld, %lld] logits in +-%g", dt_name(dt),
                  (long long)T, (long long)V, span);
         compare(what, &logits, dt == DTYPE_F32 ? TOL_F32 : TOL_BF16);
@@ -1170,6 +1183,9 @@ static void test_dropout(void)
         for (int in_place = 0; in_place < 2; in_place++) {
             int64_t n = 10007;
             uint64_t seed = rand_u64(), offset = rand_u64() >> 20 | 1; /* odd: not at a Philox block's start */
+            struct pair seed_at = P1(DTYPE_F32, 2); /* the seed in each side's memory */
+            memcpy(seed_at.c.data, &seed, sizeof seed);
+            pair_sync(&seed_at);
             /* f32: every output bit equal. */
             struct pair x = P1(DTYPE_F32, n), y = P1(DTYPE_F32, n);
             float *xv = x.c.data;
@@ -1178,8 +1194,8 @@ static void test_dropout(void)
             pair_sync(&x);
             fill_nan(&y);
             struct pair *dst = in_place ? &x : &y;
-            cpu->dropout(cpu, &dst->c, &x.c, ps[i], seed, offset);
-            gpu->dropout(gpu, &dst->g, &x.g, ps[i], seed, offset);
+            cpu->dropout(cpu, &dst->c, &x.c, ps[i], seed_at.c.data, offset);
+            gpu->dropout(gpu, &dst->g, &x.g, ps[i], seed_at.g.data, offset);
             gpu_check("dropout");
             float *got = gpu_values(dst);
             long diff = 0, dropped = 0;
@@ -1201,8 +1217,8 @@ static void test_dropout(void)
             pair_sync(&xb);
             fill_nan(&yb);
             dst = in_place ? &xb : &yb;
-            cpu->dropout(cpu, &dst->c, &xb.c, ps[i], seed, offset);
-            gpu->dropout(gpu, &dst->g, &xb.g, ps[i], seed, offset);
+            cpu->dropout(cpu, &dst->c, &xb.c, ps[i], seed_at.c.data, offset);
+            gpu->dropout(gpu, &dst->g, &xb.g, ps[i], seed_at.g.data, offset);
             gpu_check("dropout");
             got = gpu_values(dst);
             long mask_diff = 0, nans;

@@ -80,12 +80,12 @@ void cpu_swiglu_oai(struct backend *b, struct tensor *h, const struct tensor *x,
 void cpu_swiglu_oai_backward(struct backend *b, struct tensor *dx, const struct tensor *dh, const struct tensor *x,
                              float alpha, float limit);
 
-double cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
-                         const struct tensor *labels);
+void cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
+                       const struct tensor *labels, double *loss_sum);
 void cpu_cross_entropy_backward(struct backend *b, struct tensor *logits, const struct tensor *lse,
-                                const struct tensor *labels, float scale);
+                                const struct tensor *labels, const float *scale);
 
-void cpu_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed,
+void cpu_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p, const uint64_t *seed,
                  uint64_t offset);
 
 void cpu_adamw(struct backend *b, struct tensor *param, const struct tensor *grad, struct tensor *m,

@@ -17,8 +17,8 @@
 
 #define CROSS_ENTROPY_IGNORE (-100)
 
-double cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
-                         const struct tensor *labels)
+void cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
+                       const struct tensor *labels, double *loss_sum)
 {
     (void)b;
     assert(lse->dtype == DTYPE_F32 && logits->dtype == DTYPE_F32 && labels->dtype == DTYPE_I32);
@@ -40,13 +40,14 @@ double cpu_cross_entropy(struct backend *b, struct tensor *lse, const struct ten
         assert(y[t] >= 0 && y[t] < V);
         loss += (double)ld[t] - z[t * V + y[t]];
     }
-    return loss;
+    *loss_sum += loss;
 }
 
 void cpu_cross_entropy_backward(struct backend *b, struct tensor *logits, const struct tensor *lse,
-                                const struct tensor *labels, float scale)
+                                const struct tensor *labels, const float *scale_at)
 {
     (void)b;
+    const float scale = *scale_at;
     assert(lse->dtype == DTYPE_F32 && logits->dtype == DTYPE_F32 && labels->dtype == DTYPE_I32);
     int64_t T = cpu_rows(logits), V = cpu_cols(logits);
     assert(tensor_numel(lse) == T && tensor_numel(labels) == T);

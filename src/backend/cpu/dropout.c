@@ -11,9 +11,10 @@
 #include "backend/cpu/cpu_ops.h"
 #include "backend/philox.h"
 
-void cpu_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed,
+void cpu_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p, const uint64_t *seed_at,
                  uint64_t offset)
 {
+    const uint64_t seed = *seed_at;
     (void)b;
     assert(y->dtype == DTYPE_F32 && x->dtype == DTYPE_F32 && p >= 0 && p <= 1);
     int64_t n = tensor_numel(x);

@@ -134,13 +134,15 @@ static struct att_dims att_dims_check(const struct tensor *q, const struct tenso
 {
     assert(q->rank == 3 && k->rank == 3 && v->rank == 3);
     assert(cuda_is_float(q->dtype) && cuda_is_float(k->dtype) && cuda_is_float(v->dtype));
-    struct att_dims d = {q->shape[0], q->shape[1], k->shape[1], q->shape[2], 0, sl->sequences, window, scale, 0};
+    /* Every entry of starts is searched, empty sequences past S too: the kernels' arguments are then the same for
+     * every packing of T tokens (a recorded step replays with them). */
+    struct att_dims d = {q->shape[0], q->shape[1], k->shape[1], q->shape[2], 0, sl->capacity, window, scale, 0};
     assert(d.KV > 0 && d.H % d.KV == 0 && d.D >= 1 && d.D <= ATT_MAX_D && d.T < INT_MAX);
     d.group = d.H / d.KV;
     assert(k->shape[0] == d.T && k->shape[2] == d.D);
     assert(v->shape[0] == d.T && v->shape[1] == d.KV && v->shape[2] == d.D);
     assert(!sinks || (cuda_is_float(sinks->dtype) && tensor_numel(sinks) == d.H));
-    assert(sl->sequences >= 1);
+    assert(sl->sequences >= 1 && sl->capacity >= sl->sequences);
     (void)v, (void)sinks;
     return d;
 }

@@ -112,6 +112,40 @@ static void cuda_zero(struct backend *b, struct tensor *t)
         CUDA_CHECK(cb, cudaMemsetAsync(t->data, 0, bytes, cb->stream));
 }
 
+/* Graphs: stream capture of the backend's stream (thread-local mode: no other thread's CUDA calls are
+ * affected), instantiated once and launched on that stream. */
+static void cuda_capture_begin(struct backend *b)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    CUDA_CHECK(cb, cudaStreamBeginCapture(cb->stream, cudaStreamCaptureModeThreadLocal));
+}
+
+static void *cuda_capture_end(struct backend *b)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    CUDA_CHECK(cb, cudaStreamEndCapture(cb->stream, &graph));
+    if (graph) {
+        CUDA_CHECK(cb, cudaGraphInstantiate(&exec, graph, 0));
+        cudaGraphDestroy(graph);
+    }
+    return cb->failed ? NULL : exec;
+}
+
+static void cuda_graph_run(struct backend *b, void *graph)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    CUDA_CHECK(cb, cudaGraphLaunch((cudaGraphExec_t)graph, cb->stream));
+}
+
+static void cuda_graph_free(struct backend *b, void *graph)
+{
+    struct cuda_backend *cb = cuda_of(b);
+    if (graph)
+        CUDA_CHECK(cb, cudaGraphExecDestroy((cudaGraphExec_t)graph));
+}
+
 static const struct backend cuda_table = {
     .name = "cuda",
     .bytes_in_use = 0,
@@ -158,6 +192,10 @@ static const struct backend cuda_table = {
     .adamw = cuda_adamw,
     .sum_squares = cuda_sum_squares,
     .scale = cuda_scale,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_run = cuda_graph_run,
+    .graph_free = cuda_graph_free,
 };
 
 /* Fills err from a creation step that failed and undoes the steps before. */

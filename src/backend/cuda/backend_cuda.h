@@ -27,8 +27,9 @@
  * (backend_cuda_workspace_bytes: cuBLASLt workspace, conversion scratch,
  * reduction scratch) taken once at creation, the plan's "workspace" row. No
  * op allocates. All work runs on one stream of the backend, in call order;
- * upload, download and the ops that return a number (cross_entropy,
- * sum_squares) wait for it. */
+ * upload, download and the one op that returns a number (sum_squares) wait
+ * for it, so a step's ops (between two uploads) can be recorded as a CUDA
+ * graph and replayed. */
 #ifndef TUNE_BACKEND_CUDA_BACKEND_CUDA_H
 #define TUNE_BACKEND_CUDA_BACKEND_CUDA_H
 

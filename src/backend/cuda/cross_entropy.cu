@@ -5,7 +5,8 @@
  * max) into the row's log-sum-exp (each exp in fp32, as accurate as expf,
  * the sums in double, as the CPU's; a double exp per logit made this the
  * slowest kernel of the loss); then one block adds the counted rows' losses
- * (lse - logit[label]) in a fixed order and the sum is read back. Backward
+ * (lse - logit[label]) in a fixed order to the caller's sum in device memory
+ * (nothing waits: a step's loss is read once, at its end). Backward
  * writes scale * (softmax - onehot) over the logits, in their dtype, zero rows
  * for ignored tokens (label -100). Rows are read 16 bytes at a time when
  * they are 16-byte aligned. */
@@ -56,7 +57,7 @@ template <typename T> static __global__ void cross_entropy_lse_kernel(float *lse
         lse[blockIdx.x] = (float)(m + log(s));
 }
 
-/* *loss = sum over counted rows t of lse[t] - logits[t, labels[t]]; one block. */
+/* *loss += sum over counted rows t of lse[t] - logits[t, labels[t]]; one block. */
 static __global__ void cross_entropy_loss_kernel(double *loss, const float *lse, const void *logits, int dtype,
                                                  const int32_t *labels, int64_t T, int64_t V)
 {
@@ -70,11 +71,11 @@ static __global__ void cross_entropy_loss_kernel(double *loss, const float *lse,
     }
     s = cuda_block_sum_double(s, shared);
     if (threadIdx.x == 0)
-        *loss = s;
+        *loss += s;
 }
 
-extern "C" double cuda_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
-                                     const struct tensor *labels)
+extern "C" void cuda_cross_entropy(struct backend *b, struct tensor *lse, const struct tensor *logits,
+                                   const struct tensor *labels, double *loss_sum)
 {
     struct cuda_backend *cb = cuda_of(b);
     assert(lse->dtype == DTYPE_F32 && (logits->dtype == DTYPE_F32 || logits->dtype == DTYPE_BF16) &&
@@ -82,27 +83,24 @@ extern "C" double cuda_cross_entropy(struct backend *b, struct tensor *lse, cons
     int64_t T = cuda_rows(logits), V = cuda_cols(logits);
     assert(tensor_numel(lse) == T && tensor_numel(labels) == T);
     if (T == 0)
-        return 0;
-    double *dev = (double *)cb->reduce, host = 0;
+        return;
     if (logits->dtype == DTYPE_BF16)
         CUDA_LAUNCH(cb, cross_entropy_lse_kernel<__nv_bfloat16>, (unsigned)T, CE_THREADS, 0, (float *)lse->data,
                     (const __nv_bfloat16 *)logits->data, V);
     else
         CUDA_LAUNCH(cb, cross_entropy_lse_kernel<float>, (unsigned)T, CE_THREADS, 0, (float *)lse->data,
                     (const float *)logits->data, V);
-    CUDA_LAUNCH(cb, cross_entropy_loss_kernel, 1, 1024, 0, dev, (const float *)lse->data, logits->data, logits->dtype,
-                (const int32_t *)labels->data, T, V);
-    CUDA_CHECK(cb, cudaMemcpyAsync(&host, dev, sizeof host, cudaMemcpyDeviceToHost, cb->stream));
-    CUDA_CHECK(cb, cudaStreamSynchronize(cb->stream));
-    return host;
+    CUDA_LAUNCH(cb, cross_entropy_loss_kernel, 1, 1024, 0, loss_sum, (const float *)lse->data, logits->data,
+                logits->dtype, (const int32_t *)labels->data, T, V);
 }
 
 /* Rows blockIdx.y, + gridDim.y, ...: logits[t, j] = scale * (exp(logits[t, j] - lse[t]) - (j == labels[t])), or 0
  * for an ignored row. */
 template <typename T>
 static __global__ void cross_entropy_backward_kernel(T *logits, const float *lse, const int32_t *labels, int64_t rows,
-                                                     int64_t V, float scale)
+                                                     int64_t V, const float *scale_at)
 {
+    const float scale = *scale_at;
     for (int64_t t = blockIdx.y; t < rows; t += gridDim.y) {
         const int32_t y = labels[t];
         const float l = lse[t];
@@ -114,7 +112,7 @@ static __global__ void cross_entropy_backward_kernel(T *logits, const float *lse
 }
 
 extern "C" void cuda_cross_entropy_backward(struct backend *b, struct tensor *logits, const struct tensor *lse,
-                                            const struct tensor *labels, float scale)
+                                            const struct tensor *labels, const float *scale)
 {
     struct cuda_backend *cb = cuda_of(b);
     assert(lse->dtype == DTYPE_F32 && (logits->dtype == DTYPE_F32 || logits->dtype == DTYPE_BF16) &&

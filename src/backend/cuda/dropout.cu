@@ -7,16 +7,18 @@
 #include "backend/philox.h"
 
 static __global__ void dropout_kernel(void *y, int y_dtype, const void *x, int x_dtype, int64_t n,
-                                      uint32_t threshold, float keep_scale, uint64_t seed, uint64_t offset)
+                                      uint32_t threshold, float keep_scale, const uint64_t *seed_at,
+                                      uint64_t offset)
 {
+    const uint64_t seed = *seed_at;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         bool keep = philox_draw(seed, offset + (uint64_t)i) >= threshold;
         cuda_store(y, y_dtype, i, keep ? cuda_load(x, x_dtype, i) * keep_scale : 0.0f);
     }
 }
 
-extern "C" void cuda_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p, uint64_t seed,
-                             uint64_t offset)
+extern "C" void cuda_dropout(struct backend *b, struct tensor *y, const struct tensor *x, float p,
+                             const uint64_t *seed, uint64_t offset)
 {
     struct cuda_backend *cb = cuda_of(b);
     assert(cuda_is_float(y->dtype) && cuda_is_float(x->dtype) && p >= 0 && p <= 1);
