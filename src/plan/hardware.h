@@ -23,8 +23,10 @@ struct gpu_model {
  * cuBLASLt handle, measured on the lent H100 and H200 with CUDA 13
  * (tools/cuda/context_memory.cu: 552,402,944 + 2,097,152 bytes on both), and
  * a stated reserve for what tune cannot see (driver page granularity, other
- * libraries' handles). tune allocates one block per category, so there is no
- * allocator fragmentation to reserve for. */
+ * libraries' handles, the CUDA graph a recorded step keeps: 8 MiB for
+ * llama-3.1-8b's LoRA step at s2048 and 16 MiB with full checkpointing,
+ * measured on the H100). tune allocates one block per category, so there is
+ * no allocator fragmentation to reserve for. */
 #define HW_CUDA_CONTEXT_BYTES (552402944LL + 2097152LL)
 #define HW_RESERVE_BYTES (256LL << 20)
 
