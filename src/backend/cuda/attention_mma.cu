@@ -2,10 +2,11 @@
  * dims 64 and 128, fp32 accumulation through mma.sync m16n8k16 (the Ampere
  * instruction, which Hopper runs too; wgmma would be the next step), in the
  * flash-attention-2 arrangement:
- *  - forward: a block is 64 queries of one head, 16 per warp; key tiles of 64
- *    pass through shared memory; scores, the online softmax (base 2) and the
- *    output accumulator stay in registers, the probabilities turned into the
- *    A operand of P V without leaving them;
+ *  - forward: a block is 128 queries of one head, 32 per warp (two blocks of
+ *    16 rows sharing each K and V fragment read from shared memory); key
+ *    tiles of 64 pass through shared memory; scores, the online softmax
+ *    (base 2) and the output accumulator stay in registers, the
+ *    probabilities turned into the A operand of P V without leaving them;
  *  - backward: a pass that stores D_i = dout_i . out_i of every (head,
  *    query) and each query's first key in the backend's conversion scratch,
  *    then two kernels, as attention.cu's, so that no element is added to by
@@ -27,7 +28,9 @@
 #include "backend/cuda/mma.cuh"
 
 #define MMA_THREADS 128 /* 4 warps */
-#define TILE 64         /* queries per forward and dq block, keys per tile and per dk/dv block */
+#define TILE 64         /* queries per dq block, keys per tile and per dk/dv block */
+#define FWD_M 2         /* blocks of 16 query rows per warp in forward, sharing each K and V fragment */
+#define FWD_BQ (4 * 16 * FWD_M) /* queries per forward block */
 #define DKDV_BQ 32      /* queries per tile of the dk/dv kernel */
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
@@ -61,27 +64,40 @@ static __device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *sr
     }
 }
 
-/* acc[p] = A_p B_p^T for p < P and the warp's 16 rows: A_p rows [row0,
- * row0 + 16) of a [.][D + PAD] tile, B_p the first NT * 8 rows of another,
- * over all D columns (Q K^T with dO V^T, K Q^T with V dO^T). The P products
- * share one pass over the head dim, as one loop keeps fewer registers live. */
-template <int D, int NT, int P>
+/* acc[p * M + m] = A_p B_p^T for p < P over the warp's rows [row0 + 16 m,
+ * row0 + 16 m + 16) for m < M: A_p rows of a [.][D + PAD] tile, B_p the first
+ * NT * 8 rows of another, over all D columns (Q K^T with dO V^T, K Q^T with V
+ * dO^T). The P products share one pass over the head dim, as one loop keeps
+ * fewer registers live; the M row blocks share each B fragment, which halves
+ * the shared-memory reads per product at M = 2. */
+template <int D, int NT, int P, int M = 1>
 static __device__ __forceinline__ void mma_rows_by_rows(float (*acc)[NT][4], const bf16 *const *a_tiles,
                                                         const bf16 *const *b_tiles, int row0)
 {
-    for (int p = 0; p < P; p++)
+    #pragma unroll
+    for (int p = 0; p < P * M; p++)
+        #pragma unroll
         for (int n = 0; n < NT; n++)
             acc[p][n][0] = acc[p][n][1] = acc[p][n][2] = acc[p][n][3] = 0;
+    #pragma unroll
     for (int kc = 0; kc < D / 16; kc++) {
-        uint32_t a[P][4];
+        uint32_t a[P][M][4];
+        #pragma unroll
         for (int p = 0; p < P; p++)
-            frag_a<D>(a[p], a_tiles[p], row0, kc * 16);
+            #pragma unroll
+            for (int m = 0; m < M; m++)
+                frag_a<D>(a[p][m], a_tiles[p], row0 + 16 * m, kc * 16);
+        #pragma unroll
         for (int n = 0; n < NT; n += 2)
+            #pragma unroll
             for (int p = 0; p < P; p++) {
                 uint32_t b[4];
                 frag_b2<D>(b, b_tiles[p], n * 8, kc * 16);
-                mma16816(acc[p][n], a[p], b[0], b[1]);
-                mma16816(acc[p][n + 1], a[p], b[2], b[3]);
+                #pragma unroll
+                for (int m = 0; m < M; m++) {
+                    mma16816(acc[p * M + m][n], a[p][m], b[0], b[1]);
+                    mma16816(acc[p * M + m][n + 1], a[p][m], b[2], b[3]);
+                }
             }
     }
 }
@@ -98,19 +114,27 @@ static __device__ __forceinline__ void frag_from_acc(uint32_t a[4], const float 
     a[3] = pack2(s[2 * kc + 1][2], s[2 * kc + 1][3]);
 }
 
-/* acc[D / 8] += S T for the warp's 16 rows: S its accumulator over K columns,
- * T a [K][D + PAD] tile (P V, dS K, P^T dO, dS^T Q). */
-template <int D, int K>
+/* acc[m * D / 8 ..][D / 8] += S_m T for the warp's M blocks of 16 rows: S_m
+ * its accumulator over K columns (s[m * K / 8 ..]), T a [K][D + PAD] tile
+ * (P V, dS K, P^T dO, dS^T Q), each fragment of T serving the M blocks. */
+template <int D, int K, int M = 1>
 static __device__ __forceinline__ void mma_acc_tile(float (*acc)[4], const float (*s)[4], const bf16 *tile)
 {
+    #pragma unroll
     for (int kc = 0; kc < K / 16; kc++) {
-        uint32_t a[4];
-        frag_from_acc(a, s, kc);
+        uint32_t a[M][4];
+        #pragma unroll
+        for (int m = 0; m < M; m++)
+            frag_from_acc(a[m], s + m * (K / 8), kc);
+        #pragma unroll
         for (int n = 0; n < D / 8; n += 2) {
             uint32_t b[4];
             frag_b2_trans<D>(b, tile, kc * 16, n * 8);
-            mma16816(acc[n], a, b[0], b[1]);
-            mma16816(acc[n + 1], a, b[2], b[3]);
+            #pragma unroll
+            for (int m = 0; m < M; m++) {
+                mma16816(acc[m * (D / 8) + n], a[m], b[0], b[1]);
+                mma16816(acc[m * (D / 8) + n + 1], a[m], b[2], b[3]);
+            }
         }
     }
 }
@@ -120,6 +144,7 @@ static __device__ __forceinline__ void mma_acc_tile(float (*acc)[4], const float
 template <int D>
 static __device__ __forceinline__ void store_acc_row(bf16 *row, const float (*acc)[4], int r, float scale)
 {
+    #pragma unroll
     for (int n = 0; n < D / 8; n++)
         *(uint32_t *)(row + n * 8) = pack2(acc[n][2 * r] * scale, acc[n][2 * r + 1] * scale);
 }
@@ -169,6 +194,7 @@ static __device__ __forceinline__ void each_key_tile(bf16 *kv, const bf16 *k, co
     if (jfirst < kend)
         load_kv_async<D>(kv, k, v, jfirst, kend, g, d);
     cp_async_commit();
+    #pragma unroll
     for (int64_t j0 = jfirst, slot = 0; j0 < kend; j0 += TILE, slot ^= 1) {
         if (j0 + TILE < kend)
             load_kv_async<D>(kv + (slot ^ 1) * SLOT, k, v, j0 + TILE, kend, g, d);
@@ -194,7 +220,9 @@ static __device__ __forceinline__ void online_softmax_tile(float (*s)[4], float 
 {
     const bool all = tile_unmasked(j0, i, f);
     float mx[2] = {m[0], m[1]};
+    #pragma unroll
     for (int n = 0; n < 8; n++)
+        #pragma unroll
         for (int e = 0; e < 4; e++) {
             int r = e / 2;
             float x = s[n][e] * sl2;
@@ -206,19 +234,23 @@ static __device__ __forceinline__ void online_softmax_tile(float (*s)[4], float 
             mx[r] = fmaxf(mx[r], x);
         }
     float alpha[2];
+    #pragma unroll
     for (int r = 0; r < 2; r++) {
         mx[r] = quad_max(mx[r]);
         alpha[r] = mx[r] == -INFINITY ? 1.0f : exp2f(m[r] - mx[r]);
         m[r] = mx[r];
         l[r] *= alpha[r];
     }
+    #pragma unroll
     for (int n = 0; n < 8; n++)
+        #pragma unroll
         for (int e = 0; e < 4; e++) {
             int r = e / 2;
             float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[r]);
             s[n][e] = p;
             l[r] += p;
         }
+    #pragma unroll
     for (int n = 0; n < D / 8; n++) {
         o[n][0] *= alpha[0], o[n][1] *= alpha[0];
         o[n][2] *= alpha[1], o[n][3] *= alpha[1];
@@ -226,48 +258,61 @@ static __device__ __forceinline__ void online_softmax_tile(float (*s)[4], float 
 }
 
 template <int D>
-static __global__ void __launch_bounds__(MMA_THREADS)
+static __global__ void __launch_bounds__(MMA_THREADS, 2)
     attention_fwd_mma(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const void *sinks,
                       int sinks_dtype, const int32_t *starts, struct att_dims d)
 {
-    constexpr int LD = D + PAD, DT = D / 8;
+    constexpr int LD = D + PAD, DT = D / 8, M = FWD_M;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    bf16 *Qs = (bf16 *)smem_raw, *KV = Qs + TILE * LD; /* then [slot][K, V] */
+    bf16 *Qs = (bf16 *)smem_raw, *KV = Qs + FWD_BQ * LD; /* then [slot][K, V] */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
-    const int64_t T = d.T, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * TILE, h = blockIdx.x, g = h / d.group;
-    const int rows = (int)min((int64_t)TILE, T - i0);
+    const int64_t T = d.T, i0 = (int64_t)(gridDim.y - 1 - blockIdx.y) * FWD_BQ, h = blockIdx.x, g = h / d.group;
+    const int rows = (int)min((int64_t)FWD_BQ, T - i0), row0 = warp * 16 * M;
 
-    load_tile<D>(Qs, q + (i0 * d.H + h) * D, d.H * D, TILE, rows);
-    /* This thread's rows: i[0] and i[1] = i[0] + 8, with their first keys. */
-    int64_t i[2], f[2];
-    for (int r = 0; r < 2; r++) {
-        i[r] = i0 + warp * 16 + gr + 8 * r;
-        f[r] = i[r] < T ? first_key(starts, d.S, d.window, i[r]) : INT64_MAX;
-    }
+    load_tile<D>(Qs, q + (i0 * d.H + h) * D, d.H * D, FWD_BQ, rows);
+    /* This thread's rows in row block b: i[b][0] and i[b][1] = i[b][0] + 8, with their first keys. */
+    int64_t i[M][2], f[M][2];
+    #pragma unroll
+    for (int b = 0; b < M; b++)
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            i[b][r] = i0 + row0 + 16 * b + gr + 8 * r;
+            f[b][r] = i[b][r] < T ? first_key(starts, d.S, d.window, i[b][r]) : INT64_MAX;
+        }
     const float sink = sinks ? cuda_load(sinks, sinks_dtype, h) * LOG2E : -INFINITY, sl2 = d.scale * LOG2E;
-    float m[2] = {sink, sink}, l[2] = {0, 0}, o[DT][4];
-    for (int n = 0; n < DT; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
+    float m[M][2], l[M][2], o[M][DT][4];
+    #pragma unroll
+    for (int b = 0; b < M; b++) {
+        m[b][0] = m[b][1] = sink, l[b][0] = l[b][1] = 0;
+        #pragma unroll
+        for (int n = 0; n < DT; n++)
+            o[b][n][0] = o[b][n][1] = o[b][n][2] = o[b][n][3] = 0;
+    }
 
-    const int64_t kend = i0 + rows, warp_last = i0 + warp * 16 + 15;
+    const int64_t kend = i0 + rows, warp_last = i0 + row0 + 16 * M - 1;
     each_key_tile<D>(KV, k, v, first_key(starts, d.S, d.window, i0), kend, g, d,
                      [&](int64_t j0, const bf16 *Ks, const bf16 *Vs) {
                          if (warp_last < j0)
                              return; /* every key of the tile is after this warp's rows */
-                         float sc[1][8][4], (&s)[8][4] = sc[0];
+                         float s[M][8][4];
                          const bf16 *as[1] = {Qs}, *bs[1] = {Ks};
-                         mma_rows_by_rows<D, 8, 1>(sc, as, bs, warp * 16);
-                         online_softmax_tile<D>(s, o, m, l, j0, i, f, sl2, t4);
-                         mma_acc_tile<D, TILE>(o, s, Vs);
+                         mma_rows_by_rows<D, 8, 1, M>(s, as, bs, row0);
+                         #pragma unroll
+                         for (int b = 0; b < M; b++)
+                             online_softmax_tile<D>(s[b], o[b], m[b], l[b], j0, i[b], f[b], sl2, t4);
+                         mma_acc_tile<D, TILE, M>(o[0], s[0], Vs);
                      });
-    for (int r = 0; r < 2; r++) {
-        if (i[r] >= T)
-            continue;
-        float L = quad_sum(l[r]) + (sinks ? exp2f(sink - m[r]) : 0.0f);
-        store_acc_row<D>(out + (i[r] * d.H + h) * D + 2 * t4, o, r, 1.0f / L);
-        if (t4 == 0)
-            lse[h * T + i[r]] = (m[r] + log2f(L)) * LN2;
-    }
+    #pragma unroll
+    for (int b = 0; b < M; b++)
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (i[b][r] >= T)
+                continue;
+            float L = quad_sum(l[b][r]) + (sinks ? exp2f(sink - m[b][r]) : 0.0f);
+            store_acc_row<D>(out + (i[b][r] * d.H + h) * D + 2 * t4, o[b], r, 1.0f / L);
+            if (t4 == 0)
+                lse[h * T + i[b][r]] = (m[b][r] + log2f(L)) * LN2;
+        }
 }
 
 /* ---- backward: the per-query terms ---- */
@@ -516,9 +561,9 @@ static void launch_forward(struct cuda_backend *cb, void *out, float *lse, const
                            const void *v, const void *sinks, int sinks_dtype, const int32_t *starts,
                            const struct att_dims *d)
 {
-    size_t smem = sizeof(bf16) * 5 * TILE * (D + PAD); /* Q, then K and V in two slots */
+    size_t smem = sizeof(bf16) * (FWD_BQ + 4 * TILE) * (D + PAD); /* Q, then K and V in two slots */
     CUDA_CHECK(cb, cudaFuncSetAttribute(attention_fwd_mma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid((unsigned)d->H, (unsigned)((d->T + TILE - 1) / TILE));
+    dim3 grid((unsigned)d->H, (unsigned)((d->T + FWD_BQ - 1) / FWD_BQ));
     CUDA_LAUNCH(cb, attention_fwd_mma<D>, grid, MMA_THREADS, smem, (bf16 *)out, lse, (const bf16 *)q,
                 (const bf16 *)k, (const bf16 *)v, sinks, sinks_dtype, starts, *d);
 }
