@@ -43,6 +43,8 @@ static void embed_gather(struct llama *m, const int32_t *host_ids, int64_t n)
     enum dtype to_dtype = m->embed_rows.dtype;
     assert(n <= m->embed_rows.shape[0]);
     size_t from = (size_t)dtype_bytes(m->embed.dtype, C), to = (size_t)dtype_bytes(to_dtype, C);
+    /* Rows from all over a table of ~1 GB: threads keep more of them in flight (the device waits meanwhile). */
+#pragma omp parallel for
     for (int64_t t = 0; t < n; t++) {
         char *dst = (char *)m->embed_rows.data + (size_t)t * to;
         const char *src = (const char *)m->embed.data + (size_t)host_ids[t] * from;
