@@ -381,6 +381,28 @@ if merged != base or '"swiglu_limit": 7.0' not in open(sys.argv[2]).read():
     sys.exit(1)
 PY
     fail "the merged MXFP4 model's config.json is not the base's without quantization_config"
+# --max-shard-size takes transformers' byte amounts; shards made one tensor at a time hold the same bytes
+expect 0 "merged" -- merge --model tests/fixtures/tiny-gptoss-mxfp4 --adapter tests/fixtures/tiny-gptoss/adapter_experts \
+    --output "$tmp/merged-5gb" --max-shard-size 5GB
+cmp -s "$tmp/merged-mxfp4/model.safetensors" "$tmp/merged-5gb/model.safetensors" ||
+    fail "merge --max-shard-size 5GB wrote another model than the default (5e9 bytes)"
+expect 0 "merged" -- merge --model tests/fixtures/tiny-gptoss-mxfp4 --adapter tests/fixtures/tiny-gptoss/adapter_experts \
+    --output "$tmp/merged-shards" --max-shard-size 100KiB
+checks=$((checks + 1))
+[ "$(ls "$tmp/merged-shards" | grep -c '^model-0000[0-9]-of-00005.safetensors$')" -eq 5 ] &&
+    [ -f "$tmp/merged-shards/model.safetensors.index.json" ] ||
+    fail "merge --max-shard-size 100KiB: not five shards and an index: $(ls "$tmp/merged-shards")"
+# merged again into that folder in one file: the earlier shards and index go, as with save_pretrained
+expect 0 "merged" -- merge --model tests/fixtures/tiny-gptoss-mxfp4 --adapter tests/fixtures/tiny-gptoss/adapter_experts \
+    --output "$tmp/merged-shards"
+checks=$((checks + 1))
+[ "$(ls "$tmp/merged-shards" | grep -c 'safetensors')" -eq 1 ] && [ -f "$tmp/merged-shards/model.safetensors" ] ||
+    fail "a merge over an earlier sharded one left its files: $(ls "$tmp/merged-shards")"
+cp -r tests/fixtures/tiny-llama "$tmp/base-copy"
+expect 1 "is the base model's folder: the merged model would replace it" -- merge --model "$tmp/base-copy" \
+    --adapter tests/fixtures/tiny-llama/adapter --output "$tmp/base-copy/."
+expect 2 "--max-shard-size: '5XB' is not a byte amount" -- merge --model tests/fixtures/tiny-gptoss-mxfp4 \
+    --adapter tests/fixtures/tiny-gptoss/adapter_experts --output "$tmp/merged-bad" --max-shard-size 5XB
 
 # A --config YAML file holds the same flags; the command line overrides it.
 printf 'data: examples/data/text.jsonl\nseq: 64\nmax-steps: 3\nlr: 1e-3\n' >"$tmp/run.yaml"

@@ -333,6 +333,83 @@ static void test_sharded_writer(void **state)
     st_writer_free(&w);
 }
 
+/* A made tensor's maker: a copy of the bytes at ctx, or (ctx NULL) a failure. Counts its calls. */
+static int makes;
+
+static int make_copy(void *ctx, void **data, tune_err *err)
+{
+    makes++;
+    if (!ctx)
+        return err_set(err, "no bytes today");
+    *data = malloc(300);
+    assert_non_null(*data);
+    memcpy(*data, ctx, 300);
+    return 0;
+}
+
+/* Tensors made at write time (st_writer_add_made) give the very bytes of the same tensors added as data, in
+ * one file and in shards; each is made once, when written; a maker's failure names the file and the tensor
+ * and leaves no file behind. */
+static void test_made_tensors(void **state)
+{
+    (void)state;
+    static uint8_t data[300];
+    for (int i = 0; i < 300; i++)
+        data[i] = (uint8_t)(i * 13);
+    int64_t shape[1] = {75};
+    const char *names[] = {"b.made", "a.data", "c.made"};
+    struct st_writer plain, made;
+    tune_err err;
+    st_writer_init(&plain);
+    st_writer_init(&made);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(st_writer_add(&plain, names[i], DTYPE_F32, 1, shape, data, &err), 0);
+        assert_int_equal(i == 1 ? st_writer_add(&made, names[i], DTYPE_F32, 1, shape, data, &err)
+                                : st_writer_add_made(&made, names[i], DTYPE_F32, 1, shape, make_copy, data, &err),
+                         0);
+    }
+    assert_int_equal(makes, 0); /* nothing made when added */
+    /* one file, then three shards and their index */
+    const char *one[] = {"model.safetensors"}, *three[] = {"model-00001-of-00003.safetensors",
+                                                            "model-00002-of-00003.safetensors",
+                                                            "model-00003-of-00003.safetensors",
+                                                            "model.safetensors.index.json"};
+    const struct {
+        int64_t shard;
+        const char **files;
+        int n;
+    } cases[] = {{1 << 20, one, 1}, {300, three, 4}};
+    for (int c = 0; c < 2; c++) {
+        char *dp = tmp_dir(), *dm = tmp_dir();
+        assert_int_equal(st_writer_write_sharded(&plain, dp, cases[c].shard, &err), 0);
+        assert_int_equal(st_writer_write_sharded(&made, dm, cases[c].shard, &err), 0);
+        assert_int_equal(dir_entries(dm, 0), cases[c].n);
+        for (int i = 0; i < cases[c].n; i++) {
+            char *fp = join(dp, cases[c].files[i]), *fm = join(dm, cases[c].files[i]);
+            size_t np, nm;
+            uint8_t *bp = slurp(fp, &np), *bm = slurp(fm, &nm);
+            assert_int_equal(np, nm);
+            assert_memory_equal(bp, bm, np);
+            free(bp), free(bm), free(fp), free(fm);
+        }
+        dir_entries(dp, 1);
+        dir_entries(dm, 1);
+    }
+    assert_int_equal(makes, 4); /* two made tensors, two writes */
+    st_writer_free(&made);
+
+    st_writer_init(&made);
+    assert_int_equal(st_writer_add_made(&made, "w.fails", DTYPE_F32, 1, shape, make_copy, NULL, &err), 0);
+    char *dir = tmp_dir(), *path = join(dir, "x.safetensors");
+    assert_int_equal(st_writer_write(&made, path, &err), -1);
+    assert_non_null(strstr(err.msg, "x.safetensors: tensor 'w.fails': no bytes today"));
+    assert_int_equal(dir_entries(dir, 0), 0);
+    dir_entries(dir, 1);
+    free(path);
+    st_writer_free(&made);
+    st_writer_free(&plain);
+}
+
 static void test_writer_refuses(void **state)
 {
     (void)state;
@@ -662,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_python_fixtures),
         cmocka_unit_test(test_sharded_fixture),
         cmocka_unit_test(test_sharded_writer),
+        cmocka_unit_test(test_made_tensors),
         cmocka_unit_test(test_writer_refuses),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_bad_index),

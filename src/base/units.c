@@ -2,6 +2,7 @@
 #include "base/units.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,6 +39,41 @@ int units_parse_count(const char *s, const char *what, int64_t *out, tune_err *e
     if (v > 1e15)
         return err_set(err, "%s: '%s' is absurdly large (more than 1e15)", what, s);
     *out = (int64_t)llround(v);
+    return 0;
+}
+
+int units_parse_bytes(const char *s, const char *what, int64_t *out, tune_err *err)
+{
+    size_t n = strlen(s);
+    char head[64];
+    static const char prefixes[] = "KMGT";
+    const char *p = n >= 2 && n < sizeof head ? strchr(prefixes, toupper((unsigned char)s[n - 2])) : NULL;
+    bool binary = n >= 3 && n < sizeof head && toupper((unsigned char)s[n - 1]) == 'B' && s[n - 2] == 'i' &&
+                  strchr(prefixes, toupper((unsigned char)s[n - 3]));
+    if (binary) { /* "141GiB": the number times 1024^k */
+        snprintf(head, sizeof head, "%.*s", (int)(n - 3), s);
+        char *end;
+        errno = 0;
+        double v = strtod(head, &end), scale = 1;
+        for (const char *q = prefixes; *q; q++) {
+            scale *= 1024;
+            if (*q == toupper((unsigned char)s[n - 3]))
+                break;
+        }
+        if (errno || end == head || *end || !isfinite(v) || v * scale < 1 || v * scale > 1e15)
+            return err_set(err, "%s: '%s' is not a byte amount (e.g. 5GB, 141GiB, 5e9)", what, s);
+        *out = (int64_t)llround(v * scale);
+        return 0;
+    }
+    bool plain = n >= 2 && n < sizeof head && isdigit((unsigned char)s[n - 2]); /* "100B": bytes, not billions */
+    if ((p || plain) && toupper((unsigned char)s[n - 1]) == 'B') { /* "5GB": the count "5G" */
+        snprintf(head, sizeof head, "%.*s", (int)(n - 1), s);
+    } else {
+        snprintf(head, sizeof head, "%s", s);
+    }
+    tune_err count_err;
+    if (n >= sizeof head || units_parse_count(head, what, out, &count_err))
+        return err_set(err, "%s: '%s' is not a byte amount (e.g. 5GB, 141GiB, 5e9)", what, s);
     return 0;
 }
 

@@ -13,6 +13,11 @@
  * Rejects zero, negatives, garbage and values above 1e15. */
 int units_parse_count(const char *s, const char *what, int64_t *out, tune_err *err);
 
+/* Parses a positive byte amount: a count as above, or one with a byte unit,
+ * decimal (KB, MB, GB, TB: powers of 1000, as transformers' max_shard_size
+ * "5GB") or binary (KiB, MiB, GiB, TiB). */
+int units_parse_bytes(const char *s, const char *what, int64_t *out, tune_err *err);
+
 /* Parses a positive integer in [lo, hi] ("--seq 2048"); names `what` on error. */
 int units_parse_int(const char *s, const char *what, int64_t lo, int64_t hi, int64_t *out,
                     tune_err *err);

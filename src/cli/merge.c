@@ -30,7 +30,7 @@ int cmd_merge(int argc, char **argv)
         case OPT_ADAPTER: adapter = v; break;
         case OPT_OUTPUT: output = v; break;
         case OPT_SHARD:
-            if (units_parse_count(v, "--max-shard-size", &shard, &err)) {
+            if (units_parse_bytes(v, "--max-shard-size", &shard, &err)) {
                 fprintf(stderr, "tune merge: %s\n", err.msg);
                 return 2;
             }

@@ -112,13 +112,20 @@ int st_model_find_mxfp4(const struct st_model *m, const char *base, const struct
 
 /* ---- writing ---- */
 
+/* Makes a tensor's bytes when the writer reaches it (st_writer_add_made):
+ * *data gets its nbytes, malloc'd, which the writer frees once they are
+ * written; so a writer of made tensors holds one of them at a time. */
+typedef int (*st_make_fn)(void *ctx, void **data, tune_err *err);
+
 struct st_writer_tensor {
     char *name;
     enum dtype dtype;
     int rank;
     int64_t shape[ST_MAX_RANK];
     int64_t nbytes;
-    const void *data; /* borrowed: must stay valid until the last write */
+    const void *data; /* borrowed: must stay valid until the last write; NULL when made */
+    st_make_fn make;  /* or made, by make(make_ctx, ...) */
+    void *make_ctx;
 };
 
 struct st_writer {
@@ -138,6 +145,11 @@ void st_writer_free(struct st_writer *w);
 int st_writer_add(struct st_writer *w, const char *name, enum dtype dtype, int rank,
                   const int64_t *shape, const void *data, tune_err *err);
 
+/* The same for a tensor whose bytes make(ctx, ...) gives when it is written
+ * (ctx must stay valid until then). */
+int st_writer_add_made(struct st_writer *w, const char *name, enum dtype dtype, int rank, const int64_t *shape,
+                       st_make_fn make, void *ctx, tune_err *err);
+
 /* Sets a __metadata__ entry (copied), replacing an earlier value of the key. */
 int st_writer_set_metadata(struct st_writer *w, const char *key, const char *value, tune_err *err);
 
@@ -152,7 +164,10 @@ int st_writer_write(const struct st_writer *w, const char *path, tune_err *err);
  * tensor gets a shard of its own), filled in the order tensors were added, as
  * dir/model-0000i-of-0000n.safetensors plus dir/model.safetensors.index.json
  * (written last), like transformers. When everything fits in one shard it
- * writes dir/model.safetensors alone. Each file is atomic; the set is not. */
+ * writes dir/model.safetensors alone. Each file is atomic; the set is not.
+ * Then the model files of an earlier write to dir that this one did not
+ * write (a lone model.safetensors, shards of another count, the index) are
+ * removed, as transformers' save_pretrained does. */
 int st_writer_write_sharded(const struct st_writer *w, const char *dir, int64_t max_shard_bytes,
                             tune_err *err);
 

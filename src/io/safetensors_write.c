@@ -5,10 +5,14 @@
  * alignment then name, header padded with spaces to a multiple of 8. */
 #include "io/safetensors.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/atomic_file.h"
 
@@ -97,8 +101,9 @@ void st_writer_free(struct st_writer *w)
     memset(w, 0, sizeof *w);
 }
 
-int st_writer_add(struct st_writer *w, const char *name, enum dtype dtype, int rank,
-                  const int64_t *shape, const void *data, tune_err *err)
+/* st_writer_add's checks and entry, with the tensor's data or its maker. */
+static int add_tensor(struct st_writer *w, const char *name, enum dtype dtype, int rank, const int64_t *shape,
+                      const void *data, st_make_fn make, void *make_ctx, tune_err *err)
 {
     if (!strcmp(name, "__metadata__"))
         return err_set(err, "tensor '__metadata__': the name is reserved for the metadata");
@@ -116,7 +121,7 @@ int st_writer_add(struct st_writer *w, const char *name, enum dtype dtype, int r
             return err_set(err, "tensor '%s': the byte size of the shape overflows", name);
         numel *= shape[i];
     }
-    if (!data && numel)
+    if (!data && !make && numel)
         return err_set(err, "tensor '%s': no data", name);
     if (w->n_tensors == w->cap_tensors) {
         int cap = w->cap_tensors ? 2 * w->cap_tensors : 16;
@@ -136,8 +141,22 @@ int st_writer_add(struct st_writer *w, const char *name, enum dtype dtype, int r
         t->shape[i] = shape[i];
     t->nbytes = numel * esize;
     t->data = data;
+    t->make = make;
+    t->make_ctx = make_ctx;
     w->n_tensors++;
     return 0;
+}
+
+int st_writer_add(struct st_writer *w, const char *name, enum dtype dtype, int rank, const int64_t *shape,
+                  const void *data, tune_err *err)
+{
+    return add_tensor(w, name, dtype, rank, shape, data, NULL, NULL, err);
+}
+
+int st_writer_add_made(struct st_writer *w, const char *name, enum dtype dtype, int rank, const int64_t *shape,
+                       st_make_fn make, void *ctx, tune_err *err)
+{
+    return add_tensor(w, name, dtype, rank, shape, NULL, make, ctx, err);
 }
 
 int st_writer_set_metadata(struct st_writer *w, const char *key, const char *value, tune_err *err)
@@ -268,8 +287,17 @@ static int write_file(const struct st_writer *w, const struct st_writer_tensor *
         rc = atomic_file_write(&af, len8, 8, err);
         if (!rc)
             rc = atomic_file_write(&af, h.p, h.len, err);
-        for (int i = 0; i < n && !rc; i++)
-            rc = atomic_file_write(&af, list[i]->data, (size_t)list[i]->nbytes, err);
+        for (int i = 0; i < n && !rc; i++) {
+            const struct st_writer_tensor *t = list[i];
+            void *made = NULL;
+            if (t->make && t->make(t->make_ctx, &made, err)) {
+                free(made);
+                rc = err_prefix(err, "%s: tensor '%s'", path, t->name);
+                break;
+            }
+            rc = atomic_file_write(&af, t->make ? made : t->data, (size_t)t->nbytes, err);
+            free(made);
+        }
         if (rc)
             atomic_file_abort(&af);
         else
@@ -286,6 +314,38 @@ int st_writer_write(const struct st_writer *w, const char *path, tune_err *err)
         return err_prefix(err, "%s", path);
     int rc = write_file(w, list, w->n_tensors, path, err);
     free(list);
+    return rc;
+}
+
+/* Removes from dir the model files an earlier write left there that one of n_shards did not write
+ * (model.safetensors, model-*-of-*.safetensors of another count, the index), as transformers'
+ * save_pretrained does: else a loader would find two models in one folder. */
+static int remove_stale_shards(const char *dir, int n_shards, tune_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return err_set(err, "%s: cannot list: %s", dir, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        int index, of;
+        char tail[2];
+        bool shard = sscanf(e->d_name, "model-%5d-of-%5d.safetensor%1s", &index, &of, tail) == 3 && !strcmp(tail, "s");
+        bool stale = shard ? n_shards <= 1 || of != n_shards
+                           : n_shards > 1 ? !strcmp(e->d_name, ST_SINGLE_NAME) : !strcmp(e->d_name, ST_INDEX_NAME);
+        if (!stale)
+            continue;
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = malloc(len);
+        if (!path) {
+            rc = err_set(err, "%s: out of memory", dir);
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0)
+            rc = err_set(err, "%s: cannot remove the earlier write's file: %s", path, strerror(errno));
+        free(path);
+    }
+    closedir(d);
     return rc;
 }
 
@@ -326,6 +386,8 @@ int st_writer_write_sharded(const struct st_writer *w, const char *dir, int64_t 
         for (int i = 0; i < w->n_tensors; i++)
             list[i] = &w->tensors[i];
         rc = write_file(w, list, w->n_tensors, path, err);
+        if (!rc)
+            rc = remove_stale_shards(dir, 1, err);
         goto out;
     }
     for (int s = 0; s < n_shards && !rc; s++) {
@@ -350,6 +412,8 @@ int st_writer_write_sharded(const struct st_writer *w, const char *dir, int64_t 
     snprintf(path, plen, "%s/%s", dir, ST_INDEX_NAME);
     rc = idx.oom ? err_set(err, "%s: out of memory", path)
                  : atomic_file_save(path, idx.p, idx.len, err);
+    if (!rc)
+        rc = remove_stale_shards(dir, n_shards, err);
 out:
     free(idx.p);
     free(path);

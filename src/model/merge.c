@@ -1,9 +1,11 @@
 /* See merge.h. Each targeted weight is merged in fp32 on the CPU backend
- * (convert, one GEMM, convert back) and every other tensor is copied as it
- * is; the writer borrows the data until the shards are written. */
+ * (convert, one GEMM, convert back) when the writer reaches it, and every
+ * other tensor is copied as it is from the mapped base. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "model/merge.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,20 +23,36 @@
 #include "model/peft.h"
 #include "model/spec.h"
 
-/* W[out, in] += scale * B[out, r] A[r, in], in W's dtype. */
+/* Whether the adapter's factors A, B fit base tensor `name` of the shape it is merged in: a Linear's
+ * [out, in] (A [r, in], B [out, r]) or gpt-oss's experts [E, in, out] (PEFT's stacked A [E * r, in],
+ * B [out, r * E]), fp32 both. */
+static int factors_fit(const char *name, int rank, const int64_t *shape, const struct st_tensor *A,
+                       const struct st_tensor *B, tune_err *err)
+{
+    bool experts = rank == 3;
+    int64_t E = experts ? shape[0] : 1, in = shape[1], out = shape[experts ? 2 : 0];
+    int64_t r = A->rank == 2 && E ? A->shape[0] / E : 0;
+    if ((rank != 2 && rank != 3) || A->rank != 2 || B->rank != 2 || A->shape[0] != E * r || A->shape[1] != in ||
+        B->shape[0] != out || B->shape[1] != r * E || A->dtype != DTYPE_F32 || B->dtype != DTYPE_F32)
+        return experts ? err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld, %lld] experts", name,
+                                 (long long)E, (long long)in, (long long)out)
+                       : err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld] weight", name,
+                                 (long long)out, (long long)in);
+    return 0;
+}
+
+/* W[out, in] += scale * B[out, r] A[r, in], in W's dtype (factors_fit first). */
 static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B, float scale,
                      void **merged, tune_err *err)
 {
     struct backend *be = backend_cpu();
     int64_t out = w->shape[0], in = w->shape[1], r = A->shape[0];
-    if (A->rank != 2 || B->rank != 2 || A->shape[1] != in || B->shape[0] != out || B->shape[1] != r ||
-        A->dtype != DTYPE_F32 || B->dtype != DTYPE_F32)
-        return err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld] weight", w->name, (long long)out,
-                       (long long)in);
     float *w32 = malloc(sizeof(float) * (size_t)(out * in));
     *merged = malloc((size_t)w->nbytes);
     if (!w32 || !*merged) {
         free(w32);
+        free(*merged);
+        *merged = NULL;
         return err_set(err, "out of memory merging '%s'", w->name);
     }
     struct tensor src = tensor_2d((void *)w->data, w->dtype, out, in), f = tensor_2d(w32, DTYPE_F32, out, in);
@@ -49,69 +67,115 @@ static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const
 
 /* gpt-oss's experts, transformers' [E, in, out] weight w: w[e] += scale *
  * A_e^T B_e^T, with PEFT's layout of the stacked factors: A [E * r, in] (rows
- * of expert e together), B [out, r * E] (column j * E + e). */
+ * of expert e together), B [out, r * E] (column j * E + e); factors_fit first. */
 static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B,
                          float scale, void **merged, tune_err *err)
 {
     struct backend *be = backend_cpu();
-    int64_t E = w->shape[0], in = w->shape[1], out = w->shape[2], r = A->shape[0] / (E ? E : 1);
-    if (w->rank != 3 || A->rank != 2 || B->rank != 2 || A->shape[0] != E * r || A->shape[1] != in ||
-        B->shape[0] != out || B->shape[1] != r * E || A->dtype != DTYPE_F32 || B->dtype != DTYPE_F32)
-        return err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld, %lld] experts", w->name,
-                       (long long)E, (long long)in, (long long)out);
-    float *w32 = malloc(sizeof(float) * (size_t)(E * in * out)), *bt = malloc(sizeof(float) * (size_t)(r * out));
+    int64_t E = w->shape[0], in = w->shape[1], out = w->shape[2], r = A->shape[0] / E, n = in * out;
+    float *w32 = malloc(sizeof(float) * (size_t)n), *bt = malloc(sizeof(float) * (size_t)(r * out));
     *merged = malloc((size_t)w->nbytes);
     if (!w32 || !bt || !*merged) {
         free(w32);
         free(bt);
+        free(*merged);
+        *merged = NULL;
         return err_set(err, "out of memory merging '%s'", w->name);
     }
-    struct tensor src = tensor_1d((void *)w->data, w->dtype, E * in * out), f = tensor_1d(w32, DTYPE_F32, E * in * out);
-    be->convert(be, &f, &src);
     const float *b = B->data;
-    for (int64_t e = 0; e < E; e++) {
+    for (int64_t e = 0; e < E; e++) { /* one expert at a time in fp32 */
         for (int64_t j = 0; j < r; j++) /* B_e^T [r, out] */
             for (int64_t o = 0; o < out; o++)
                 bt[j * out + o] = b[o * r * E + j * E + e];
-        struct tensor we = tensor_2d(w32 + e * in * out, DTYPE_F32, in, out);
+        size_t at = (size_t)dtype_bytes(w->dtype, e * n);
+        struct tensor src = tensor_2d((char *)w->data + at, w->dtype, in, out), we = tensor_2d(w32, DTYPE_F32, in, out);
         struct tensor ae = tensor_2d((float *)A->data + e * r * in, DTYPE_F32, r, in), be_t = tensor_2d(bt, DTYPE_F32, r, out);
+        struct tensor dst = tensor_2d((char *)*merged + at, w->dtype, in, out);
+        be->convert(be, &we, &src);
         be->matmul(be, &we, &ae, true, &be_t, false, scale, 1.0f);
+        be->convert(be, &dst, &we);
     }
-    struct tensor dst = tensor_1d(*merged, w->dtype, E * in * out);
-    be->convert(be, &dst, &f);
     free(w32);
     free(bt);
     return 0;
 }
 
-/* The MXFP4 experts `stem` (<stem>_blocks [E, out, in / 32, 16] and <stem>_scales) as the float
- * parameter transformers makes of them, [E, in, out] in dtype: *out malloc'd, *t its description. */
-static int dequantize_experts(const struct st_model *base, const char *stem, enum dtype dtype, void **out,
-                              struct st_tensor *t, tune_err *err)
+/* The MXFP4 experts `stem` (<stem>_blocks [E, out, in / 32, 16] and <stem>_scales), found and
+ * checked; *t describes the float parameter transformers makes of them, [E, in, out] in dtype. */
+static int experts_float_shape(const struct st_model *base, const char *stem, enum dtype dtype,
+                               const struct st_tensor **blocks, const struct st_tensor **scales, struct st_tensor *t,
+                               tune_err *err)
 {
-    const struct st_tensor *blocks, *scales;
-    if (st_model_find_mxfp4(base, stem, &blocks, &scales, err))
+    if (st_model_find_mxfp4(base, stem, blocks, scales, err))
         return -1;
-    if (blocks->rank != 4)
-        return err_set(err, "'%s': MXFP4 experts are [E, out, in / 32, 16]", blocks->name);
-    int64_t E = blocks->shape[0], rows = blocks->shape[1], nb = blocks->shape[2], in = nb * MXFP4_BLOCK;
-    int64_t n = E * rows * in;
+    const struct st_tensor *b = *blocks;
+    if (b->rank != 4)
+        return err_set(err, "'%s': MXFP4 experts are [E, out, in / 32, 16]", b->name);
+    int64_t E = b->shape[0], rows = b->shape[1], in = b->shape[2] * MXFP4_BLOCK;
+    *t = (struct st_tensor){.name = stem, .dtype = dtype, .rank = 3, .shape = {E, in, rows},
+                            .nbytes = dtype_bytes(dtype, E * rows * in)};
+    return 0;
+}
+
+/* t's values (experts_float_shape's) into *out (malloc'd), one expert at a time: dequantized, turned
+ * to [in, out], converted. */
+static int dequantize_experts(const struct st_tensor *blocks, const struct st_tensor *scales,
+                              const struct st_tensor *t, void **out, tune_err *err)
+{
+    int64_t E = t->shape[0], in = t->shape[1], rows = t->shape[2], nb = in / MXFP4_BLOCK, n = rows * in;
     float *w = malloc(sizeof(float) * (size_t)n), *turned = malloc(sizeof(float) * (size_t)n);
-    *out = malloc((size_t)dtype_bytes(dtype, n));
+    *out = malloc((size_t)t->nbytes);
     if (!w || !turned || !*out) {
         free(w);
         free(turned);
+        free(*out);
+        *out = NULL;
         return err_set(err, "out of memory dequantizing '%s'", blocks->name);
     }
-    mxfp4_dequantize(blocks->data, scales->data, E * rows * nb, w); /* [E, out, in] */
-    experts_transpose(turned, w, E, rows, in);
-    struct tensor src = tensor_1d(turned, DTYPE_F32, n), dst = tensor_1d(*out, dtype, n);
-    backend_cpu()->convert(backend_cpu(), &dst, &src);
+    for (int64_t e = 0; e < E; e++) {
+        mxfp4_dequantize((const uint8_t *)blocks->data + e * rows * nb * 16,
+                         (const uint8_t *)scales->data + e * rows * nb, rows * nb, w); /* [out, in] */
+        experts_transpose(turned, w, 1, rows, in);
+        struct tensor src = tensor_1d(turned, DTYPE_F32, n);
+        struct tensor dst = tensor_1d((char *)*out + dtype_bytes(t->dtype, e * n), t->dtype, n);
+        backend_cpu()->convert(backend_cpu(), &dst, &src);
+    }
     free(w);
     free(turned);
-    *t = (struct st_tensor){.name = stem, .dtype = dtype, .rank = 3, .shape = {E, in, rows},
-                            .nbytes = dtype_bytes(dtype, n), .data = *out};
     return 0;
+}
+
+/* One output tensor that is not the base's as it is: made when the writer reaches it, so that
+ * merging holds one such tensor at a time rather than the model (about the bf16 model's size
+ * for gpt-oss-120b's experts). */
+struct merge_job {
+    const struct st_tensor *t;            /* the base tensor, or (MXFP4 experts) floats's source */
+    const struct st_tensor *A, *B;        /* the adapter's factors of it, or NULL */
+    const struct st_tensor *blocks, *scales; /* MXFP4 experts written in floats, or NULL */
+    struct st_tensor floats;              /* their float parameter's description */
+    char stem[256];                       /* its name */
+    float scale;
+};
+
+static int make_merged(void *ctx, void **data, tune_err *err)
+{
+    struct merge_job *j = ctx;
+    const struct st_tensor *t = j->t;
+    void *dequantized = NULL;
+    if (j->blocks) {
+        if (dequantize_experts(j->blocks, j->scales, &j->floats, &dequantized, err))
+            return -1;
+        j->floats.data = dequantized;
+        t = &j->floats;
+    }
+    if (!j->A) {
+        *data = dequantized;
+        return 0;
+    }
+    int rc = t->rank == 3 ? merge_experts(t, j->A, j->B, j->scale, data, err)
+                          : merge_one(t, j->A, j->B, j->scale, data, err);
+    free(dequantized);
+    return rc;
 }
 
 /* config.json in dir without its quantization_config: the experts are written in floats. */
@@ -187,10 +251,16 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
         st_model_close(&base);
         return err_set(err, "%s: cannot create: %s", out_dir, strerror(errno));
     }
+    char real_out[PATH_MAX], real_base[PATH_MAX];
+    if (realpath(out_dir, real_out) && realpath(base_dir, real_base) && !strcmp(real_out, real_base)) {
+        st_file_close(&ad);
+        st_model_close(&base);
+        return err_set(err, "%s is the base model's folder: the merged model would replace it", out_dir);
+    }
     struct st_writer w;
     st_writer_init(&w);
-    void **merged = calloc((size_t)base.n_tensors + 1, sizeof *merged);
-    int status = merged ? 0 : err_set(err, "out of memory");
+    struct merge_job *jobs = calloc((size_t)base.n_tensors + 1, sizeof *jobs);
+    int status = jobs ? 0 : err_set(err, "out of memory");
     int64_t used = 0;
     /* LoRA on experts kept in MXFP4: every expert is written dequantized (as transformers dequantizes
      * them), in the dtype of the model's other weights, and the config loses its quantization_config */
@@ -198,35 +268,35 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     bool dequantize = rc.targets & (1u << TARGET_GATE_UP | 1u << TARGET_DOWN);
     enum dtype float_dtype = embed ? embed->dtype : DTYPE_BF16;
     bool dequantized_any = false;
+    /* Every output tensor named, shaped and checked before any is made (so a misfit writes nothing). */
     for (int i = 0; !status && i < base.n_tensors; i++) {
-        const struct st_tensor *t = base.tensors[i].tensor;
-        const void *data = t->data;
-        char a[512], b[512], stem[256];
+        struct merge_job *j = &jobs[i];
+        j->t = base.tensors[i].tensor;
+        j->scale = scale;
+        const struct st_tensor *out = j->t;
+        char a[512], b[512], *stem = j->stem;
         /* experts kept in MXFP4 ("..._blocks" and "..._scales"): the factors of the parameter they store */
-        bool blocks = str_ends_with(t->name, "_proj_blocks");
-        snprintf(stem, sizeof stem, "%.*s", (int)strlen(t->name) - (blocks ? 7 : 0), t->name); /* less "_blocks" */
-        if (dequantize && str_ends_with(t->name, "_proj_scales"))
+        bool blocks = str_ends_with(j->t->name, "_proj_blocks");
+        snprintf(stem, sizeof j->stem, "%.*s", (int)strlen(j->t->name) - (blocks ? 7 : 0), j->t->name);
+        if (dequantize && str_ends_with(j->t->name, "_proj_scales"))
             continue; /* read with its blocks */
-        struct st_tensor floats;
         if (dequantize && blocks) {
-            if ((status = dequantize_experts(&base, stem, float_dtype, &merged[i], &floats, err)))
+            if ((status = experts_float_shape(&base, stem, float_dtype, &j->blocks, &j->scales, &j->floats, err)))
                 break;
-            t = &floats;
-            data = merged[i];
+            out = &j->floats;
             dequantized_any = true;
         }
         factor_names(stem, &rc, a, b, sizeof a);
         const struct st_tensor *A = st_file_find(&ad, a), *B = st_file_find(&ad, b);
-        if (A && B && !strncmp(t->name, "model.", 6)) {
-            void *dequantized = t == &floats ? merged[i] : NULL;
-            status = t->rank == 3 ? merge_experts(t, A, B, scale, &merged[i], err)
-                                  : merge_one(t, A, B, scale, &merged[i], err);
-            free(dequantized); /* merged[i] is the merged copy now */
-            data = merged[i];
+        if (A && B && !strncmp(j->t->name, "model.", 6)) {
+            if ((status = factors_fit(out->name, out->rank, out->shape, A, B, err)))
+                break;
+            j->A = A, j->B = B;
             used += 2;
         }
-        if (!status)
-            status = st_writer_add(&w, t->name, t->dtype, t->rank, t->shape, data, err);
+        status = j->A || j->blocks ? st_writer_add_made(&w, out->name, out->dtype, out->rank, out->shape, make_merged,
+                                                        j, err)
+                                   : st_writer_add(&w, out->name, out->dtype, out->rank, out->shape, out->data, err);
     }
     int64_t lora_tensors = 0;
     for (int i = 0; i < ad.n_tensors; i++)
@@ -242,9 +312,7 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     if (!status && dequantized_any)
         status = drop_quantization_config(out_dir, err);
     st_writer_free(&w);
-    for (int i = 0; merged && i < base.n_tensors; i++)
-        free(merged[i]);
-    free(merged);
+    free(jobs);
     st_file_close(&ad);
     st_model_close(&base);
     return status ? -1 : 0;

@@ -5,7 +5,10 @@
  * gpt-oss: the experts' stacked LoRA folds into transformers' [E, in, out]
  * parameters; where the base keeps its experts in MXFP4, every expert is
  * written dequantized (in the model's float dtype) and config.json loses its
- * quantization_config, the rest of it byte for byte. */
+ * quantization_config, the rest of it byte for byte. Each merged or
+ * dequantized tensor is made when its shard is written and freed after, so
+ * the host holds one of them (and one expert in fp32) at a time, not the
+ * model; the others are copied from the mapped base. */
 #ifndef TUNE_MODEL_MERGE_H
 #define TUNE_MODEL_MERGE_H
 
