@@ -523,9 +523,14 @@ static void test_recorded(const char *dir, const char *adapter_name, struct back
     /* each step's sequence ends (T tokens but the fourth's 16), and whether it runs backward */
     static const int32_t ends[STEPS][4] = {{24}, {10, 24}, {5, 10, 24}, {16}, {3, 24}, {10, 24}, {5, 10, 24}, {24}};
     static const bool backward[STEPS] = {true, true, true, true, true, false, false, false};
-    for (int ckpt = 0; ckpt < 2; ckpt++) {
+    /* plain; full checkpointing; and with the checkpoints in host memory (copies recorded too) and the last
+     * layer kept out of the recompute */
+    static const char *const plans[3] = {"plain", "ckpt", "ckpt in host memory, one kept"};
+    for (int ckpt = 0; ckpt < 3; ckpt++) {
         struct run_config r = rc;
         r.grad_ckpt = ckpt ? GRAD_CKPT_FULL : GRAD_CKPT_NONE;
+        r.offload_checkpoints = ckpt == 2;
+        r.ckpt_keep_layers = ckpt == 2;
         struct llama m[2];
         for (int k = 0; k < 2; k++) {
             if (llama_init(&m[k], &spec, &r, gpu, 7, &err) || llama_load_weights(&m[k], dir, &err) ||
@@ -571,13 +576,11 @@ static void test_recorded(const char *dir, const char *adapter_name, struct back
             step_free(&st[1]);
         }
         char what[200];
-        snprintf(what, sizeof what, "%s: %d steps recorded vs op by op, losses differing", ckpt ? "ckpt" : "plain",
-                 STEPS);
+        snprintf(what, sizeof what, "%s: %d steps recorded vs op by op, losses differing", plans[ckpt], STEPS);
         report(what, (double)losses_differing, 0.5);
-        snprintf(what, sizeof what, "%s: gradient values differing (of %lld)", ckpt ? "ckpt" : "plain",
-                 (long long)values);
+        snprintf(what, sizeof what, "%s: gradient values differing (of %lld)", plans[ckpt], (long long)values);
         report(what, (double)differing, 0.5);
-        snprintf(what, sizeof what, "%s: a record made for training and for evaluation", ckpt ? "ckpt" : "plain");
+        snprintf(what, sizeof what, "%s: a record made for training and for evaluation", plans[ckpt]);
         report(what, m[0].records[1].graph && m[0].records[0].graph && !m[1].records[1].graph ? 0 : 1, 0.5);
         printf("       (the training step's record took %.2f MiB of device memory beside the plan)\n",
                ((double)used_after - (double)used_before) / (1 << 20));
