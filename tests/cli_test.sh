@@ -277,6 +277,44 @@ PY
 else
     fail "tune train on tiny-gptoss failed: $(tail -1 "$tmp/gptoss.err")"
 fi
+# An adapter saved in half precision (as one from a bf16 or fp16 model often is) loads and merges: made here
+# from the one just trained, its factors in BF16, beside the same values widened to F32; tune eval and tune
+# merge give the same results from both, to the bit.
+checks=$((checks + 1))
+python3 - "$tmp/gptoss/final" "$tmp/half" "$tmp/widened" <<'PY' || fail "could not make the half-precision adapter"
+import json, os, shutil, struct, sys
+src, half, wide = sys.argv[1:4]
+raw = open(os.path.join(src, "adapter_model.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+outs = {half: ({}, []), wide: ({}, [])}
+for name, t in header.items():
+    if name == "__metadata__":
+        continue
+    a, b = t["data_offsets"]
+    words = struct.unpack(f"<{(b - a) // 4}I", raw[8 + n + a:8 + n + b])
+    top = [((w + 0x7FFF + ((w >> 16) & 1)) >> 16) & 0xFFFF for w in words]  # round to nearest even
+    for d, data in ((half, struct.pack(f"<{len(top)}H", *top)), (wide, struct.pack(f"<{len(top)}I", *[x << 16 for x in top]))):
+        h, blobs = outs[d]
+        at = sum(len(x) for x in blobs)
+        h[name] = {"dtype": "BF16" if d == half else "F32", "shape": t["shape"], "data_offsets": [at, at + len(data)]}
+        blobs.append(data)
+for d, (h, blobs) in outs.items():
+    os.makedirs(d)
+    shutil.copy(os.path.join(src, "adapter_config.json"), d)
+    text = json.dumps(h).encode()
+    text += b" " * (-len(text) % 8)
+    with open(os.path.join(d, "adapter_model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+PY
+half_loss=$("$TUNE" eval $gptoss --adapter "$tmp/half" 2>"$tmp/half.err" | sed -n 's/^eval_loss \([0-9.]*\) .*/\1/p')
+wide_loss=$("$TUNE" eval $gptoss --adapter "$tmp/widened" 2>>"$tmp/half.err" | sed -n 's/^eval_loss \([0-9.]*\) .*/\1/p')
+[ -n "$half_loss" ] && [ "$half_loss" = "$wide_loss" ] ||
+    fail "a BF16 adapter evaluates to '$half_loss', its values in F32 to '$wide_loss': $(tail -1 "$tmp/half.err")"
+expect 0 "merged" -- merge --model examples/models/tiny-gptoss --adapter "$tmp/half" --output "$tmp/merged-half"
+expect 0 "merged" -- merge --model examples/models/tiny-gptoss --adapter "$tmp/widened" --output "$tmp/merged-wide"
+cmp -s "$tmp/merged-half/model.safetensors" "$tmp/merged-wide/model.safetensors" ||
+    fail "merging a BF16 adapter wrote another model than merging its values in F32"
 expect 0 "done       2 steps" -- train $gptoss --targets q,k,v,o,gate_up,down --dropout 0 --max-steps 2 \
     --output "$tmp/gptoss-experts"
 expect 0 "Question:" -- generate --model examples/models/tiny-gptoss --adapter "$tmp/gptoss-experts/final" \
@@ -416,7 +454,7 @@ expect 2 "'xx' is not a target" -- train --model examples/models/tiny-llama --da
 printf '{"format": "tune-checkpoint-1", "global_step": 4}' >"$tmp/run/checkpoint-4/trainer_state.json"
 expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkpoint-4"
 # A resume with another LoRA rank, a model whose weights do not match its config: one line each.
-expect 1 "adapter_model.safetensors: tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' is F32 [4, 128], expected F32 [8, 128]" \
+expect 1 "adapter_model.safetensors: tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' is F32 [4, 128], expected [8, 128]" \
     -- train $demo_train_args --r 8 --output "$tmp/other" --resume "$tmp/run/checkpoint-8"
 cp -r examples/models/tiny-llama "$tmp/mismatch" && sed -i 's/"intermediate_size": [0-9]*/"intermediate_size": 100/' "$tmp/mismatch/config.json"
 expect 1 "model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has 2 dims (49152 elements), expected [100, 128]" \

@@ -25,15 +25,19 @@
 
 /* Whether the adapter's factors A, B fit base tensor `name` of the shape it is merged in: a Linear's
  * [out, in] (A [r, in], B [out, r]) or gpt-oss's experts [E, in, out] (PEFT's stacked A [E * r, in],
- * B [out, r * E]), fp32 both. */
+ * B [out, r * E]); F32, BF16 or F16 (peft_factor_f32). */
 static int factors_fit(const char *name, int rank, const int64_t *shape, const struct st_tensor *A,
                        const struct st_tensor *B, tune_err *err)
 {
     bool experts = rank == 3;
     int64_t E = experts ? shape[0] : 1, in = shape[1], out = shape[experts ? 2 : 0];
     int64_t r = A->rank == 2 && E ? A->shape[0] / E : 0;
+    for (const struct st_tensor *f = A; f; f = f == A ? B : NULL)
+        if (f->dtype != DTYPE_F32 && f->dtype != DTYPE_BF16 && f->dtype != DTYPE_F16)
+            return err_set(err, "adapter factor '%s' is %s: LoRA factors are F32, BF16 or F16", f->name,
+                           dtype_name(f->dtype));
     if ((rank != 2 && rank != 3) || A->rank != 2 || B->rank != 2 || A->shape[0] != E * r || A->shape[1] != in ||
-        B->shape[0] != out || B->shape[1] != r * E || A->dtype != DTYPE_F32 || B->dtype != DTYPE_F32)
+        B->shape[0] != out || B->shape[1] != r * E)
         return experts ? err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld, %lld] experts", name,
                                  (long long)E, (long long)in, (long long)out)
                        : err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld] weight", name,
@@ -172,8 +176,14 @@ static int make_merged(void *ctx, void **data, tune_err *err)
         *data = dequantized;
         return 0;
     }
-    int rc = t->rank == 3 ? merge_experts(t, j->A, j->B, j->scale, data, err)
-                          : merge_one(t, j->A, j->B, j->scale, data, err);
+    /* the factors in fp32 (a half-precision adapter's converted) */
+    struct st_tensor A = *j->A, B = *j->B;
+    float *a32 = NULL, *b32 = NULL;
+    int rc = -1;
+    if ((A.data = peft_factor_f32(j->A, &a32, err)) && (B.data = peft_factor_f32(j->B, &b32, err)))
+        rc = t->rank == 3 ? merge_experts(t, &A, &B, j->scale, data, err) : merge_one(t, &A, &B, j->scale, data, err);
+    free(a32);
+    free(b32);
     free(dequantized);
     return rc;
 }

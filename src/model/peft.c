@@ -169,6 +169,27 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
     return rc_ ? err_prefix(err, "%s", path) : 0;
 }
 
+const float *peft_factor_f32(const struct st_tensor *t, float **owned, tune_err *err)
+{
+    *owned = NULL;
+    if (t->dtype == DTYPE_F32)
+        return t->data;
+    if (t->dtype != DTYPE_BF16 && t->dtype != DTYPE_F16) {
+        err_set(err, "tensor '%s' is %s: LoRA factors are F32, BF16 or F16", t->name, dtype_name(t->dtype));
+        return NULL;
+    }
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++)
+        n *= t->shape[d];
+    if (!(*owned = malloc(sizeof(float) * (size_t)(n ? n : 1)))) {
+        err_set(err, "out of memory reading '%s'", t->name);
+        return NULL;
+    }
+    struct tensor src = tensor_1d((void *)t->data, t->dtype, n), dst = tensor_1d(*owned, DTYPE_F32, n);
+    backend_cpu()->convert(backend_cpu(), &dst, &src);
+    return *owned;
+}
+
 int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
 {
     char path[4096], name[256];
@@ -194,23 +215,32 @@ int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
                     st_file_close(&f);
                     return err_set(err, "%s: missing tensor '%s'", path, name);
                 }
-                if (t->dtype != DTYPE_F32 || t->rank != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+                float *converted = NULL;
+                const float *values = NULL;
+                if (t->rank != 2 || t->shape[0] != rows || t->shape[1] != cols) {
                     /* the message reads t, which the file owns: close after */
-                    err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected F32 [%lld, %lld]", path, name,
+                    err_set(err, "%s: tensor '%s' is %s [%lld, %lld], expected [%lld, %lld]", path, name,
                             dtype_name(t->dtype), (long long)t->shape[0], (long long)(t->rank > 1 ? t->shape[1] : 0),
                             (long long)rows, (long long)cols);
                     st_file_close(&f);
                     return -1;
                 }
-                float *ours = expert_b ? malloc((size_t)t->nbytes) : NULL;
+                if (!(values = peft_factor_f32(t, &converted, err))) {
+                    st_file_close(&f);
+                    return err_prefix(err, "%s", path);
+                }
+                size_t bytes = sizeof(float) * (size_t)(rows * cols);
+                float *ours = expert_b ? malloc(bytes) : NULL;
                 if (expert_b && !ours) {
+                    free(converted);
                     st_file_close(&f);
                     return err_set(err, "out of memory");
                 }
                 if (ours)
-                    peft_expert_b_layout(ours, t->data, E, out, r, false);
-                m->be->upload(m->be, dst[k]->data, ours ? ours : t->data, (size_t)t->nbytes);
+                    peft_expert_b_layout(ours, values, E, out, r, false);
+                m->be->upload(m->be, dst[k]->data, ours ? ours : values, bytes);
                 free(ours);
+                free(converted);
                 expected++;
             }
         }

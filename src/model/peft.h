@@ -6,6 +6,7 @@
 #ifndef TUNE_MODEL_PEFT_H
 #define TUNE_MODEL_PEFT_H
 
+#include "io/safetensors.h"
 #include "model/llama.h"
 #include "plan/run.h"
 
@@ -15,7 +16,9 @@
 int peft_read_config(const char *dir, const struct model_spec *spec, struct run_config *rc, tune_err *err);
 
 /* Loads DIR/adapter_model.safetensors into m's LoRA factors: every factor
- * the run has must be there with its shape, and no other lora tensor. */
+ * the run has must be there with its shape, and no other lora tensor. The
+ * factors may be F32, BF16 or F16 (adapters saved from a half-precision
+ * model are); they are trained in fp32. */
 int peft_load_adapter(struct llama *m, const char *dir, tune_err *err);
 
 /* Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (fp32),
@@ -26,6 +29,10 @@ int peft_save_adapter(const struct llama *m, const char *dir, const char *base_m
  * gpt-oss's experts: "mlp.experts" or, for gate_up with down also trained,
  * "mlp.experts.base_layer"). */
 const char *peft_module(const struct llama *m, int64_t l, int i);
+/* A factor's values in fp32: t's own data when it is F32 (*owned NULL),
+ * else converted from BF16 or F16 into *owned (malloc'd, the caller frees
+ * it). NULL with err set for another dtype or when out of memory. */
+const float *peft_factor_f32(const struct st_tensor *t, float **owned, tune_err *err);
 /* An expert LoRA's B between tune's [E, out, r] and PEFT's [out, r * E]
  * (expert e's column j at j * E + e); to_peft picks the way. */
 void peft_expert_b_layout(float *dst, const float *src, int64_t E, int64_t out, int64_t r, bool to_peft);
