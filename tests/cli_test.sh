@@ -456,6 +456,15 @@ expect 1 "trainer_state.json: epoch: missing" -- train --resume "$tmp/run/checkp
 # A resume with another LoRA rank, a model whose weights do not match its config: one line each.
 expect 1 "adapter_model.safetensors: tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' is F32 [4, 128], expected [8, 128]" \
     -- train $demo_train_args --r 8 --output "$tmp/other" --resume "$tmp/run/checkpoint-8"
+# Pickled weights (transformers' and PEFT's older .bin files) are named as such, not as missing safetensors.
+mkdir -p "$tmp/pickled" "$tmp/pickled-adapter"
+cp examples/models/tiny-llama/config.json examples/models/tiny-llama/tokenizer.json "$tmp/pickled/"
+touch "$tmp/pickled/pytorch_model.bin" "$tmp/pickled-adapter/adapter_model.bin"
+cp tests/fixtures/tiny-llama/adapter/adapter_config.json "$tmp/pickled-adapter/"
+expect 1 "holds PyTorch pickle weights (pytorch_model.bin), which tune does not read" -- eval --model "$tmp/pickled" \
+    --data examples/data/text.jsonl --seq 64
+expect 1 "adapter_model.bin: a PyTorch pickle, which tune does not read" -- merge --model examples/models/tiny-llama \
+    --adapter "$tmp/pickled-adapter" --output "$tmp/from-pickle"
 cp -r examples/models/tiny-llama "$tmp/mismatch" && sed -i 's/"intermediate_size": [0-9]*/"intermediate_size": 100/' "$tmp/mismatch/config.json"
 expect 1 "model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has 2 dims (49152 elements), expected [100, 128]" \
     -- train --model "$tmp/mismatch" --data examples/data/grading --template examples/templates/grading.json --output "$tmp/mm"

@@ -166,6 +166,20 @@ static int model_open_single(struct st_model *m, const char *path, tune_err *err
     return model_build_table(m, err);
 }
 
+/* Whether folder dir holds transformers' older pickle weights (one file or shards and their index). */
+static bool pickle_weights(const char *dir)
+{
+    static const char *const names[] = {"pytorch_model.bin", "pytorch_model.bin.index.json"};
+    for (int i = 0; i < 2; i++) {
+        char *p = path_join(dir, names[i]);
+        bool there = p && access(p, F_OK) == 0;
+        free(p);
+        if (there)
+            return true;
+    }
+    return false;
+}
+
 int st_model_open(struct st_model *m, const char *path, tune_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -185,6 +199,10 @@ int st_model_open(struct st_model *m, const char *path, tune_err *err)
             use_index = index;
         else if (access(single, F_OK) == 0)
             use_file = single;
+        else if (pickle_weights(path))
+            rc = err_set(err, "%s: holds PyTorch pickle weights (pytorch_model.bin), which tune does not read "
+                         "(loading one can run code): save the model with safetensors (transformers' "
+                         "save_pretrained does by default)", path);
         else
             rc = err_set(err, "%s: holds neither %s nor %s", path, ST_INDEX_NAME, ST_SINGLE_NAME);
     } else if (len >= 5 && !strcmp(path + len - 5, ".json")) {

@@ -247,12 +247,11 @@ int merge_lora(const char *base_dir, const char *adapter_dir, const char *out_di
     /* PEFT's scaling: alpha / r, or alpha / sqrt(r) for rsLoRA */
     float scale = (float)(rc.lora_alpha / (rc.use_rslora ? sqrt((double)rc.lora_r) : (double)rc.lora_r));
     char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);
     struct st_model base;
     struct st_file ad;
     if (st_model_open(&base, base_dir, err))
         return -1;
-    if (st_file_open(&ad, path, err)) {
+    if (peft_open_weights(adapter_dir, &ad, path, sizeof path, err)) {
         st_model_close(&base);
         return -1;
     }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/atomic_file.h"
 #include "io/json.h"
@@ -169,6 +170,18 @@ int peft_read_config(const char *dir, const struct model_spec *spec, struct run_
     return rc_ ? err_prefix(err, "%s", path) : 0;
 }
 
+int peft_open_weights(const char *dir, struct st_file *f, char *path, size_t path_len, tune_err *err)
+{
+    char bin[4096];
+    snprintf(path, path_len, "%s/adapter_model.safetensors", dir);
+    snprintf(bin, sizeof bin, "%s/adapter_model.bin", dir);
+    if (access(path, F_OK) != 0 && access(bin, F_OK) == 0)
+        return err_set(err, "%s: a PyTorch pickle, which tune does not read (loading one can run code): save the "
+                       "adapter as adapter_model.safetensors (PEFT's save_pretrained with safe_serialization=True)",
+                       bin);
+    return st_file_open(f, path, err);
+}
+
 const float *peft_factor_f32(const struct st_tensor *t, float **owned, tune_err *err)
 {
     *owned = NULL;
@@ -193,9 +206,8 @@ const float *peft_factor_f32(const struct st_tensor *t, float **owned, tune_err 
 int peft_load_adapter(struct llama *m, const char *dir, tune_err *err)
 {
     char path[4096], name[256];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     struct st_file f;
-    if (st_file_open(&f, path, err))
+    if (peft_open_weights(dir, &f, path, sizeof path, err))
         return -1;
     int64_t expected = 0;
     for (int64_t l = 0; l < m->spec->layers; l++)

@@ -29,6 +29,10 @@ int peft_save_adapter(const struct llama *m, const char *dir, const char *base_m
  * gpt-oss's experts: "mlp.experts" or, for gate_up with down also trained,
  * "mlp.experts.base_layer"). */
 const char *peft_module(const struct llama *m, int64_t l, int i);
+/* Opens DIR/adapter_model.safetensors into f (path gets its path); where the
+ * folder holds only PEFT's older adapter_model.bin, says that tune reads
+ * safetensors only, rather than that the file is missing. */
+int peft_open_weights(const char *dir, struct st_file *f, char *path, size_t path_len, tune_err *err);
 /* A factor's values in fp32: t's own data when it is F32 (*owned NULL),
  * else converted from BF16 or F16 into *owned (malloc'd, the caller frees
  * it). NULL with err set for another dtype or when out of memory. */
