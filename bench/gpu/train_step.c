@@ -16,8 +16,10 @@
  * its own (profile.h) and a table of where the step's time goes follows;
  * --offload-checkpoints keeps full checkpointing's layer inputs in host memory;
  * --expert-layers 7,15,23 puts the experts' LoRA in those layers only;
- * --no-graphs runs every step op by op (by default the second step on is a
- * replayed CUDA graph, as in `tune train`). */
+ * --no-graphs runs every step op by op (by default a step of the same token
+ * count as the one before is a replayed CUDA graph, as in `tune train`);
+ * --vary-tokens cuts each step's last row by another count of tokens (0 to
+ * seq / 4 - 1), as a packed run's batches differ in size. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,10 +92,11 @@ int main(int argc, char **argv)
     struct backend *gpu = backend_cuda(0, &err), *be = gpu;
     if (!gpu)
         die(err.msg);
-    bool profile = false, no_graphs = false;
+    bool profile = false, no_graphs = false, vary = false;
     for (int i = 1; i < argc; i++) {
         profile = profile || !strcmp(argv[i], "--profile");
         no_graphs = no_graphs || !strcmp(argv[i], "--no-graphs");
+        vary = vary || !strcmp(argv[i], "--vary-tokens");
     }
     if (profile && !(be = backend_profiled(gpu)))
         die("out of memory");
@@ -125,6 +128,7 @@ int main(int argc, char **argv)
     struct adamw_config adamw = {2e-4, 0.9, 0.999, 1e-8, 0.0};
 
     double t0 = 0, loss = 0;
+    int64_t timed_tokens = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             if (backend_cuda_check(gpu, &err))
@@ -133,10 +137,16 @@ int main(int argc, char **argv)
                 backend_profile_reset(be);
             t0 = now();
         }
-        int64_t counted;
+        int64_t counted, cut = vary ? (int64_t)s * 37 % (rc.seq / 4) : 0;
+        b.tokens = T - cut;
+        starts[rc.micro_batch] = (int32_t)b.tokens;
+        labels[b.tokens - 1] = -100; /* the shortened row's last token */
         llama_zero_grads(&m);
-        if (llama_step(&m, &b, true, 1.0f / (float)(T - rc.micro_batch), (uint64_t)s, &loss, &counted, &err))
+        if (llama_step(&m, &b, true, 1.0f / (float)(b.tokens - rc.micro_batch), (uint64_t)s, &loss, &counted, &err))
             die(err.msg);
+        if (cut)
+            labels[b.tokens - 1] = ids[b.tokens];
+        timed_tokens += s >= warmup ? b.tokens : 0;
         double norm = optim_grad_norm(be, &m.arena);
         optim_clip(be, &m.arena, norm, 1.0);
         optim_adamw_step(be, &m.arena, &adamw, adamw.lr, s + 1);
@@ -154,7 +164,7 @@ int main(int argc, char **argv)
     printf("{\"model\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"loss\":%.6f,\"planned_bytes\":%lld,"
            "\"held_peak_bytes\":%lld,\"device_used_bytes\":%zu,\"device\":\"%s\",\"trainable\":%lld,"
            "\"graphs\":%s}\n",
-           model, (double)(T * steps) / seconds, 1e3 * seconds / steps, loss / (double)(T - rc.micro_batch),
+           model, (double)timed_tokens / seconds, 1e3 * seconds / steps, loss / (double)(b.tokens - rc.micro_batch),
            (long long)m.plan.total, (long long)(gpu->bytes_peak + (int64_t)backend_cuda_workspace_bytes(gpu)), used, name,
            (long long)m.plan.trainable_params, m.records[1].graph ? "true" : "false");
     llama_free(&m);

@@ -354,6 +354,34 @@ static void run_matmul(const struct mm_case *m, struct backend *g, const char *t
     compare(what, &d, all_f32 ? TOL_F32 : TOL_BF16);
 }
 
+/* A packed run's batches differ in token count, so its GEMMs come in many shapes: 150 of them, more than
+ * the plan index starts with (64, then grown twice), each against the CPU, then the first 20 again (found
+ * in the grown index). One check: the worst of the 170. */
+static void test_matmul_many_shapes(void)
+{
+    double worst = 0;
+    long nans_total = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? 20 : 150); i++) {
+            int64_t M = 100 + i, N = 48, K = 64;
+            struct pair a = P2(DTYPE_BF16, M, K), b = P2(DTYPE_BF16, N, K), c = P2(DTYPE_BF16, M, N);
+            fill_random(&a, -1, 1);
+            fill_random(&b, -1, 1);
+            fill_nan(&c);
+            cpu->matmul(cpu, &c.c, &a.c, false, &b.c, true, 1.0f, 0.0f);
+            gpu->matmul(gpu, &c.g, &a.g, false, &b.g, true, 1.0f, 0.0f);
+            float *got = gpu_values(&c);
+            long nans;
+            double e = rel_l2(got, c.c.data, M * N, &nans);
+            free(got);
+            worst = e > worst || isnan(e) ? e : worst;
+            nans_total += nans;
+            case_end();
+        }
+    report("matmul bf16 x bf16^T [100..249, 48, 64]: 170 calls of 150 shapes, the worst", worst, TOL_BF16,
+           nans_total, NULL);
+}
+
 static void test_matmul(void)
 {
     printf("matmul\n");
@@ -403,6 +431,7 @@ static void test_matmul(void)
     }
     run_matmul(&adds[1], gpu_sliced, " sliced", true);
     case_end();
+    test_matmul_many_shapes();
     /* The sliced paths: a conversion scratch of 8 KiB (2048 bf16 per operand). */
     const struct mm_case sliced[] = {
         {150, 90, 96, false, false, F, F, B, 1.0f, 0.0f, "slices of M and N"},

@@ -43,6 +43,7 @@ struct cuda_backend {
     size_t reduce_bytes;
     struct lt_plan *lt_plans; /* [n_lt_plans] cuBLASLt descriptors and algorithm per GEMM shape (matmul.cu) */
     int n_lt_plans, cap_lt_plans;
+    int *lt_slots; /* [2 * cap_lt_plans]: their hash index, plan + 1 (0: empty) */
     struct cuda_block *blocks; /* [n_blocks] what alloc handed out, for bytes_in_use on free */
     int n_blocks, cap_blocks;
     int failed;      /* set by the first failure */

@@ -43,7 +43,9 @@ static uint32_t alignment(const void *p)
 /* What one GEMM shape needs from cuBLASLt: the descriptors and the algorithm
  * its heuristic chose. Made on a shape's first call and kept for the
  * backend's life: a training step calls a few dozen shapes thousands of
- * times, and the heuristic alone costs more than a small GEMM. */
+ * times, and the heuristic alone costs more than a small GEMM. A packed run's
+ * batches differ in token count, so a long run meets thousands of shapes:
+ * they are found through a hash index (cb->lt_slots), not a scan. */
 struct lt_plan {
     int64_t M, N, K, lda, ldb, ldc;
     enum dtype a_dtype, b_dtype, c_dtype;
@@ -71,8 +73,41 @@ void cuda_lt_plans_free(struct cuda_backend *cb)
     for (int i = 0; i < cb->n_lt_plans; i++)
         lt_plan_destroy(&cb->lt_plans[i]);
     free(cb->lt_plans);
+    free(cb->lt_slots);
     cb->lt_plans = NULL;
+    cb->lt_slots = NULL;
     cb->n_lt_plans = cb->cap_lt_plans = 0;
+}
+
+static bool same_shape(const struct lt_plan *p, const struct lt_plan *key)
+{
+    return p->M == key->M && p->N == key->N && p->K == key->K && p->lda == key->lda && p->ldb == key->ldb &&
+           p->ldc == key->ldc && p->a_dtype == key->a_dtype && p->b_dtype == key->b_dtype &&
+           p->c_dtype == key->c_dtype && p->ta == key->ta && p->tb == key->tb && p->al_a == key->al_a &&
+           p->al_b == key->al_b && p->al_c == key->al_c;
+}
+
+/* The first slot of key's probe sequence in an index of `slots` (a power of two) entries. */
+static uint32_t shape_slot(const struct lt_plan *key, uint32_t slots)
+{
+    const uint64_t f[] = {(uint64_t)key->M, (uint64_t)key->N, (uint64_t)key->K, (uint64_t)key->lda,
+                          (uint64_t)key->ldb, (uint64_t)key->ldc,
+                          (uint64_t)key->a_dtype | (uint64_t)key->b_dtype << 8 | (uint64_t)key->c_dtype << 16 |
+                              (uint64_t)key->ta << 24 | (uint64_t)key->tb << 25,
+                          (uint64_t)key->al_a | (uint64_t)key->al_b << 16 | (uint64_t)key->al_c << 32};
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (uint64_t x : f)
+        h = (h ^ x) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+    return (uint32_t)h & (slots - 1);
+}
+
+/* Puts plan i into the index (2 * cap_lt_plans slots: at most half full). */
+static void index_plan(struct cuda_backend *cb, int i)
+{
+    uint32_t slots = 2 * (uint32_t)cb->cap_lt_plans, s = shape_slot(&cb->lt_plans[i], slots);
+    while (cb->lt_slots[s])
+        s = (s + 1) & (slots - 1);
+    cb->lt_slots[s] = i + 1;
 }
 
 /* Fills p's descriptors and algorithm for its shape; false (recorded in cb) on failure. */
@@ -117,23 +152,28 @@ static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p)
 /* The plan of this shape, made on first use; NULL on failure. */
 static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct lt_plan *key)
 {
-    for (int i = 0; i < cb->n_lt_plans; i++) {
-        const struct lt_plan *p = &cb->lt_plans[i];
-        if (p->M == key->M && p->N == key->N && p->K == key->K && p->lda == key->lda && p->ldb == key->ldb &&
-            p->ldc == key->ldc && p->a_dtype == key->a_dtype && p->b_dtype == key->b_dtype &&
-            p->c_dtype == key->c_dtype && p->ta == key->ta && p->tb == key->tb && p->al_a == key->al_a &&
-            p->al_b == key->al_b && p->al_c == key->al_c)
-            return p;
+    if (cb->cap_lt_plans) {
+        uint32_t slots = 2 * (uint32_t)cb->cap_lt_plans;
+        for (uint32_t s = shape_slot(key, slots); cb->lt_slots[s]; s = (s + 1) & (slots - 1))
+            if (same_shape(&cb->lt_plans[cb->lt_slots[s] - 1], key))
+                return &cb->lt_plans[cb->lt_slots[s] - 1];
     }
     if (cb->n_lt_plans == cb->cap_lt_plans) {
         int cap = cb->cap_lt_plans ? 2 * cb->cap_lt_plans : 64;
         struct lt_plan *grown = (struct lt_plan *)realloc(cb->lt_plans, sizeof *grown * (size_t)cap);
-        if (!grown) {
+        int *slots = grown ? (int *)calloc(2 * (size_t)cap, sizeof *slots) : NULL;
+        if (!slots) {
+            if (grown)
+                cb->lt_plans = grown;
             cuda_record_error(cb, "realloc", "out of host memory for GEMM plans", __func__, __FILE__, __LINE__);
             return NULL;
         }
         cb->lt_plans = grown;
         cb->cap_lt_plans = cap;
+        free(cb->lt_slots);
+        cb->lt_slots = slots;
+        for (int i = 0; i < cb->n_lt_plans; i++)
+            index_plan(cb, i);
     }
     struct lt_plan *p = &cb->lt_plans[cb->n_lt_plans];
     *p = *key;
@@ -142,6 +182,7 @@ static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct l
         lt_plan_destroy(p);
         return NULL;
     }
+    index_plan(cb, cb->n_lt_plans);
     cb->n_lt_plans++;
     return p;
 }
