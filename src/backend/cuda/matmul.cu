@@ -110,8 +110,9 @@ static void index_plan(struct cuda_backend *cb, int i)
     cb->lt_slots[s] = i + 1;
 }
 
-/* Fills p's descriptors and algorithm for its shape; false (recorded in cb) on failure. */
-static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p)
+/* Fills p's descriptors and algorithm for its shape: `hint` (another shape's choice) where cuBLASLt
+ * confirms it runs this one, else its heuristic's; false (recorded in cb) on failure. */
+static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p, const cublasLtMatmulAlgo_t *hint)
 {
     cublasOperation_t opa = p->tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLASLt's A is our b */
     cublasOperation_t opb = p->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -123,6 +124,13 @@ static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p)
     CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->la, lt_type(p->b_dtype), p->tb ? K : N, p->tb ? N : K, p->ldb));
     CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->lb, lt_type(p->a_dtype), p->ta ? M : K, p->ta ? K : M, p->lda));
     CUBLAS_CHECK(cb, cublasLtMatrixLayoutCreate(&p->lc, lt_type(p->c_dtype), N, M, p->ldc));
+    cublasLtMatmulHeuristicResult_t checked;
+    if (hint && !cb->failed &&
+        cublasLtMatmulAlgoCheck(cb->lt, p->op, p->la, p->lb, p->lc, p->lc, hint, &checked) == CUBLAS_STATUS_SUCCESS &&
+        checked.workspaceSize <= cb->lt_workspace_bytes) {
+        p->algo = *hint;
+        return true;
+    }
     cublasLtMatmulPreference_t pref = NULL;
     CUBLAS_CHECK(cb, cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = cb->lt_workspace_bytes;
@@ -149,7 +157,25 @@ static bool lt_plan_make(struct cuda_backend *cb, struct lt_plan *p)
     return true;
 }
 
-/* The plan of this shape, made on first use; NULL on failure. */
+/* Token counts are rounded up to this for the heuristic's choice (below). */
+#define LT_ROWS_ROUND 128
+
+/* key with its token dimension rounded up to a multiple of LT_ROWS_ROUND where that dimension is a row
+ * count of every operand (M unless a is transposed; K when only a is), so the layouts stay valid. */
+static struct lt_plan rounded_shape(const struct lt_plan *key)
+{
+    struct lt_plan r = *key;
+    if (!key->ta)
+        r.M = (key->M + LT_ROWS_ROUND - 1) / LT_ROWS_ROUND * LT_ROWS_ROUND;
+    else if (!key->tb)
+        r.K = (key->K + LT_ROWS_ROUND - 1) / LT_ROWS_ROUND * LT_ROWS_ROUND;
+    return r;
+}
+
+/* The plan of this shape, made on first use; NULL on failure. A packed run's batches differ in token count
+ * and each new count brings its shapes, whose heuristic runs while the device waits; a shape whose token
+ * count is not a multiple of LT_ROWS_ROUND takes the algorithm chosen for the count rounded up (made once
+ * per rounded count) where cuBLASLt confirms it runs, so the choice is still a function of the shape. */
 static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct lt_plan *key)
 {
     if (cb->cap_lt_plans) {
@@ -157,6 +183,16 @@ static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct l
         for (uint32_t s = shape_slot(key, slots); cb->lt_slots[s]; s = (s + 1) & (slots - 1))
             if (same_shape(&cb->lt_plans[cb->lt_slots[s] - 1], key))
                 return &cb->lt_plans[cb->lt_slots[s] - 1];
+    }
+    struct lt_plan round = rounded_shape(key);
+    cublasLtMatmulAlgo_t hint;
+    bool hinted = false;
+    if (!same_shape(&round, key)) { /* the rounded shape is its own rounding: one level deep */
+        const struct lt_plan *r = lt_plan_for(cb, &round);
+        if (!r)
+            return NULL;
+        hint = r->algo; /* copied: adding this shape's plan may move the table */
+        hinted = true;
     }
     if (cb->n_lt_plans == cb->cap_lt_plans) {
         int cap = cb->cap_lt_plans ? 2 * cb->cap_lt_plans : 64;
@@ -178,7 +214,7 @@ static const struct lt_plan *lt_plan_for(struct cuda_backend *cb, const struct l
     struct lt_plan *p = &cb->lt_plans[cb->n_lt_plans];
     *p = *key;
     p->op = NULL, p->la = p->lb = p->lc = NULL;
-    if (!lt_plan_make(cb, p)) {
+    if (!lt_plan_make(cb, p, hinted ? &hint : NULL)) {
         lt_plan_destroy(p);
         return NULL;
     }
