@@ -213,7 +213,8 @@ static void linear_forward(struct llama *m, int64_t l, int i, struct tensor *y, 
         struct tensor xd = *x;
         if (m->rc.lora_dropout > 0) {
             xd = view(m, "lora.dropped_input", 0, 0, x->shape[0], x->shape[1]);
-            be->dropout(be, &xd, x, (float)m->rc.lora_dropout, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i));
+            be->dropout(be, &xd, x, (float)m->rc.lora_dropout, &step_scalars_of(m)->dropout_seed,
+                        dropout_offset(l, i));
         }
         be->matmul(be, xa, &xd, false, &lo->Ac, true, 1.0f, 0.0f);
         if (resid)
@@ -248,7 +249,8 @@ static void linear_backward(struct llama *m, int64_t l, int i, struct tensor *dx
         be->matmul(be, &dxa, dy, false, &lo->Bc, false, m->lora_scale, 0.0f);
         be->matmul(be, &lo->dB, dy, true, xa, false, m->lora_scale, 1.0f);
         if (p > 0)
-            be->dropout(be, &dropped, x, p, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i)); /* the forward's mask again */
+            /* the forward's mask again */
+            be->dropout(be, &dropped, x, p, &step_scalars_of(m)->dropout_seed, dropout_offset(l, i));
         be->matmul(be, &lo->dA, &dxa, true, p > 0 ? &dropped : x, false, 1.0f, 1.0f);
         if (p <= 0) {
             be->matmul(be, dx, &dxa, false, &lo->Ac, false, 1.0f, beta);

@@ -93,7 +93,8 @@ static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, c
                 bt[j * out + o] = b[o * r * E + j * E + e];
         size_t at = (size_t)dtype_bytes(w->dtype, e * n);
         struct tensor src = tensor_2d((char *)w->data + at, w->dtype, in, out), we = tensor_2d(w32, DTYPE_F32, in, out);
-        struct tensor ae = tensor_2d((float *)A->data + e * r * in, DTYPE_F32, r, in), be_t = tensor_2d(bt, DTYPE_F32, r, out);
+        struct tensor ae = tensor_2d((float *)A->data + e * r * in, DTYPE_F32, r, in);
+        struct tensor be_t = tensor_2d(bt, DTYPE_F32, r, out);
         struct tensor dst = tensor_2d((char *)*merged + at, w->dtype, in, out);
         be->convert(be, &we, &src);
         be->matmul(be, &we, &ae, true, &be_t, false, scale, 1.0f);
