@@ -45,23 +45,19 @@ static int factors_fit(const char *name, int rank, const int64_t *shape, const s
     return 0;
 }
 
-/* W[out, in] += scale * B[out, r] A[r, in], in W's dtype (factors_fit first). */
+/* merged[out, in] = W + scale * B[out, r] A[r, in], in W's dtype; merged may be W's own memory
+ * (factors_fit first). */
 static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B, float scale,
-                     void **merged, tune_err *err)
+                     void *merged, tune_err *err)
 {
     struct backend *be = backend_cpu();
     int64_t out = w->shape[0], in = w->shape[1], r = A->shape[0];
     float *w32 = malloc(sizeof(float) * (size_t)(out * in));
-    *merged = malloc((size_t)w->nbytes);
-    if (!w32 || !*merged) {
-        free(w32);
-        free(*merged);
-        *merged = NULL;
+    if (!w32)
         return err_set(err, "out of memory merging '%s'", w->name);
-    }
     struct tensor src = tensor_2d((void *)w->data, w->dtype, out, in), f = tensor_2d(w32, DTYPE_F32, out, in);
     struct tensor a = tensor_2d((void *)A->data, DTYPE_F32, r, in), b = tensor_2d((void *)B->data, DTYPE_F32, out, r);
-    struct tensor dst = tensor_2d(*merged, w->dtype, out, in);
+    struct tensor dst = tensor_2d(merged, w->dtype, out, in);
     be->convert(be, &f, &src);
     be->matmul(be, &f, &b, false, &a, false, scale, 1.0f);
     be->convert(be, &dst, &f);
@@ -69,21 +65,19 @@ static int merge_one(const struct st_tensor *w, const struct st_tensor *A, const
     return 0;
 }
 
-/* gpt-oss's experts, transformers' [E, in, out] weight w: w[e] += scale *
- * A_e^T B_e^T, with PEFT's layout of the stacked factors: A [E * r, in] (rows
- * of expert e together), B [out, r * E] (column j * E + e); factors_fit first. */
+/* gpt-oss's experts, transformers' [E, in, out] weight w: merged[e] = w[e] +
+ * scale * A_e^T B_e^T, with PEFT's layout of the stacked factors: A [E * r,
+ * in] (rows of expert e together), B [out, r * E] (column j * E + e); merged
+ * may be w's own memory (factors_fit first). */
 static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, const struct st_tensor *B,
-                         float scale, void **merged, tune_err *err)
+                         float scale, void *merged, tune_err *err)
 {
     struct backend *be = backend_cpu();
     int64_t E = w->shape[0], in = w->shape[1], out = w->shape[2], r = A->shape[0] / E, n = in * out;
     float *w32 = malloc(sizeof(float) * (size_t)n), *bt = malloc(sizeof(float) * (size_t)(r * out));
-    *merged = malloc((size_t)w->nbytes);
-    if (!w32 || !bt || !*merged) {
+    if (!w32 || !bt) {
         free(w32);
         free(bt);
-        free(*merged);
-        *merged = NULL;
         return err_set(err, "out of memory merging '%s'", w->name);
     }
     const float *b = B->data;
@@ -95,7 +89,7 @@ static int merge_experts(const struct st_tensor *w, const struct st_tensor *A, c
         struct tensor src = tensor_2d((char *)w->data + at, w->dtype, in, out), we = tensor_2d(w32, DTYPE_F32, in, out);
         struct tensor ae = tensor_2d((float *)A->data + e * r * in, DTYPE_F32, r, in);
         struct tensor be_t = tensor_2d(bt, DTYPE_F32, r, out);
-        struct tensor dst = tensor_2d((char *)*merged + at, w->dtype, in, out);
+        struct tensor dst = tensor_2d((char *)merged + at, w->dtype, in, out);
         be->convert(be, &we, &src);
         be->matmul(be, &we, &ae, true, &be_t, false, scale, 1.0f);
         be->convert(be, &dst, &we);
@@ -177,15 +171,20 @@ static int make_merged(void *ctx, void **data, tune_err *err)
         *data = dequantized;
         return 0;
     }
-    /* the factors in fp32 (a half-precision adapter's converted) */
+    /* the factors in fp32 (a half-precision adapter's converted); dequantized experts merged in place */
     struct st_tensor A = *j->A, B = *j->B;
     float *a32 = NULL, *b32 = NULL;
-    int rc = -1;
-    if ((A.data = peft_factor_f32(j->A, &a32, err)) && (B.data = peft_factor_f32(j->B, &b32, err)))
-        rc = t->rank == 3 ? merge_experts(t, &A, &B, j->scale, data, err) : merge_one(t, &A, &B, j->scale, data, err);
+    void *merged = dequantized ? dequantized : malloc((size_t)t->nbytes);
+    int rc = merged ? -1 : err_set(err, "out of memory merging '%s'", t->name);
+    if (merged && (A.data = peft_factor_f32(j->A, &a32, err)) && (B.data = peft_factor_f32(j->B, &b32, err)))
+        rc = t->rank == 3 ? merge_experts(t, &A, &B, j->scale, merged, err)
+                          : merge_one(t, &A, &B, j->scale, merged, err);
     free(a32);
     free(b32);
-    free(dequantized);
+    if (rc)
+        free(merged);
+    else
+        *data = merged;
     return rc;
 }
 
