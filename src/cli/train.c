@@ -122,6 +122,9 @@ static int run(struct train_args *a, tune_err *err)
     printf("done       %lld steps, last loss %.4f; %s in %s/final, metrics in %s/metrics.jsonl, curve in "
            "%s/loss.svg\n", (long long)t.step, t.last_loss, a->rc.method == METHOD_FULL ? "model" : "adapter",
            a->output, a->output, a->output);
+    if (be->capture_begin && !m.unrecorded)
+        printf("graphs     %lld of %lld micro-steps replayed as a CUDA graph (those of as many tokens as the one "
+               "before)\n", (long long)m.replayed, (long long)m.backward_steps);
     device_print_memory(be, m.plan.total, be->bytes_peak - held_before);
     rc = 0;
 out:

@@ -497,6 +497,7 @@ static void step_ops_recorded(struct llama *m, int64_t T, const struct seq_layou
 {
     struct backend *be = m->be;
     struct step_record *r = &m->records[backward];
+    m->backward_steps += backward;
     if (!be->capture_begin || m->unrecorded) {
         step_ops(m, T, sl, backward);
         return;
@@ -517,6 +518,7 @@ static void step_ops_recorded(struct llama *m, int64_t T, const struct seq_layou
             return;
     }
     be->graph_run(be, r->graph);
+    m->replayed += backward;
 }
 
 int llama_step(struct llama *m, const struct llama_batch *batch, bool backward, float loss_scale, uint64_t step,

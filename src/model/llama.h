@@ -73,6 +73,7 @@ struct llama {
      * when unrecorded is set. */
     struct step_record records[2];
     bool unrecorded;
+    int64_t backward_steps, replayed; /* micro-steps with backward, and how many of them a record ran */
 };
 
 /* A packed micro-batch on the host: sequences laid end to end. labels[t] is
