@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     float *dq2 = calloc((size_t)(T * H * D), 4), *dk2 = calloc((size_t)(T * KV * D), 4), *dv2 = calloc((size_t)(T * KV * D), 4);
     float *scratch = calloc((size_t)(omp_get_max_threads() * 2 * TILE * T), 4), *Dd = calloc((size_t)(T * H), 4);
     int32_t starts[2] = {0, (int32_t)T};
-    struct seq_layout sl = {starts, NULL, 1, T};
+    struct seq_layout sl = {starts, NULL, 1, T, 1};
     struct tensor tq = t3(q, T, H, D), tk = t3(k, T, KV, D), tv = t3(v, T, KV, D), tg = t3(g, T, H, D);
     struct tensor to = t3(o, T, H, D), tl = tensor_2d(l, DTYPE_F32, H, T);
     struct tensor tdq = t3(dq, T, H, D), tdk = t3(dk, T, KV, D), tdv = t3(dv, T, KV, D);
