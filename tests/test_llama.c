@@ -67,6 +67,14 @@ static void load_model(struct fixture *f, struct llama *m, const struct run_conf
         fail_msg("%s: %s", f->adapter, err.msg);
 }
 
+/* Removes folder(s) `paths` (space-separated) and everything in them. */
+static void remove_tree(const char *paths)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", paths);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* The spec of the base model in dir, the goldens, and the run config of the
  * adapter on the CPU backend (fp32 whatever the checkpoint's dtype); the
  * caller sets seq and the rest, and loads the model. */
@@ -222,8 +230,7 @@ static void test_adapter_round_trip(void **state)
     assert_int_equal(rc.lora_r, 4);
     assert_true(rc.lora_alpha == 8);
     assert_int_equal(rc.targets, f->rc.targets);
-    snprintf(path, sizeof path, "rm -rf %s", dir);
-    assert_int_equal(system(path), 0);
+    remove_tree(dir);
 }
 
 /* Full checkpointing recomputes each layer from its saved input, selective
@@ -303,7 +310,7 @@ static void test_rslora_scale(void **state)
         load_model(f, &m, &rc);
         assert_int_equal(llama_step(&m, &b, false, 0, 0, &loss[same], &counted, &err), 0);
         if (same) { /* saved, read back, and merged as PEFT merges it: alpha / sqrt(r), the plain merge */
-            char dir[] = "/tmp/tune-rslora-XXXXXX", merged[] = "/tmp/tune-rslora-merged-XXXXXX", cmd[128];
+            char dir[] = "/tmp/tune-rslora-XXXXXX", merged[] = "/tmp/tune-rslora-merged-XXXXXX";
             assert_non_null(mkdtemp(dir));
             assert_non_null(mkdtemp(merged));
             assert_int_equal(peft_save_adapter(&m, dir, f->dir, &err), 0);
@@ -322,8 +329,9 @@ static void test_rslora_scale(void **state)
             if (e > 1e-6)
                 fail_msg("rsLoRA merge: relative error %.3g against PEFT's plain merge", e);
             st_model_close(&mm);
-            snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, merged);
-            assert_int_equal(system(cmd), 0);
+            char both[1100];
+            snprintf(both, sizeof both, "%s %s", dir, merged);
+            remove_tree(both);
         }
         llama_free(&m);
     }
@@ -335,7 +343,7 @@ static void test_rslora_scale(void **state)
 static void test_merge_matches_peft(void **state)
 {
     struct fixture *f = *state;
-    char dir[] = "/tmp/tune-merged-XXXXXX", cmd[600];
+    char dir[] = "/tmp/tune-merged-XXXXXX";
     assert_non_null(mkdtemp(dir));
     tune_err err = {{0}};
     if (merge_lora(f->dir, f->adapter, dir, 1LL << 30, &err))
@@ -360,8 +368,7 @@ static void test_merge_matches_peft(void **state)
     st_model_close(&base);
     struct model_spec spec;
     assert_int_equal(spec_load(&spec, dir, &err), 0); /* config.json came along */
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_tree(dir);
 }
 
 /* Generation over a KV cache gives transformers' next-token logits, whether
@@ -686,7 +693,7 @@ static void test_merge_gptoss(void **state)
         {"tests/fixtures/tiny-gptoss/adapter_router", "tests/fixtures/tiny-gptoss/golden_router.safetensors",
          "model.layers.0.mlp.router.weight"}};
     for (int k = 0; k < 2; k++) {
-        char out[] = "/tmp/tune-merge-gptoss-XXXXXX", cmd[600], g[200];
+        char out[] = "/tmp/tune-merge-gptoss-XXXXXX", g[200];
         assert_non_null(mkdtemp(out));
         tune_err err = {{0}};
         if (merge_lora(dir, adapters[k][0], out, 1LL << 30, &err))
@@ -706,8 +713,7 @@ static void test_merge_gptoss(void **state)
             fail_msg("%s: relative error %.3g against PEFT's merge", adapters[k][2], e);
         st_file_close(&golden);
         st_model_close(&merged);
-        snprintf(cmd, sizeof cmd, "rm -rf %s", out);
-        assert_int_equal(system(cmd), 0);
+        remove_tree(out);
     }
 }
 
@@ -720,7 +726,7 @@ static void test_merge_into_mxfp4(void **state)
     (void)state;
     const char *adapter = "tests/fixtures/tiny-gptoss/adapter_experts";
     const char *golden = "tests/fixtures/tiny-gptoss/golden_experts.safetensors";
-    char out[] = "/tmp/tune-merge-mxfp4-XXXXXX", cmd[600];
+    char out[] = "/tmp/tune-merge-mxfp4-XXXXXX";
     assert_non_null(mkdtemp(out));
     tune_err err = {{0}};
     if (merge_lora("tests/fixtures/tiny-gptoss-mxfp4", adapter, out, 1LL << 30, &err))
@@ -757,8 +763,39 @@ static void test_merge_into_mxfp4(void **state)
         st_file_close(&f[k]->golden);
         free(f[k]);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
-    assert_int_equal(system(cmd), 0);
+    remove_tree(out);
+}
+
+/* A run of dir's fixture over layer 1 only, as `select` (run_parse_layers or
+ * run_parse_expert_layers) reads "1", in *m with fresh LoRA factors, saved as
+ * an adapter into the new folder `out` (a mkdtemp template) and read back
+ * into *back (adapter_reloads). The caller frees m, removes out and closes f. */
+static struct fixture *layer_one_saved(const char *dir, const char *adapter, const char *golden,
+                                       int (*select)(struct run_config *, const struct model_spec *, const char *,
+                                                     tune_err *),
+                                       struct llama *m, char *out, struct run_config *back)
+{
+    struct fixture *f = fixture_open(dir, adapter, golden);
+    tune_err err = {{0}};
+    assert_int_equal(select(&f->rc, &f->spec, "1", &err), 0);
+    f->rc.seq = 32;
+    load_base(f, m, &f->rc);
+    llama_init_lora(m);
+    assert_non_null(mkdtemp(out));
+    *back = adapter_reloads(f, m, out);
+    return f;
+}
+
+/* dir's adapter_config.json into text[size] (NUL-terminated). */
+static void read_adapter_config(const char *dir, char *text, size_t size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(text, 1, size - 1, fp);
+    fclose(fp);
+    text[n] = 0;
 }
 
 /* The OpenAI cookbook's shape of run: attention LoRA in every layer, the
@@ -768,39 +805,25 @@ static void test_merge_into_mxfp4(void **state)
 static void test_expert_layers(void **state)
 {
     (void)state;
-    const char *dir = "tests/fixtures/tiny-gptoss";
-    struct fixture *f = fixture_open(dir, "tests/fixtures/tiny-gptoss/adapter_experts",
-                                     "tests/fixtures/tiny-gptoss/golden_experts.safetensors");
-    tune_err err = {{0}};
-    assert_int_equal(run_parse_expert_layers(&f->rc, &f->spec, "1", &err), 0);
-    f->rc.seq = 32;
     struct llama m;
-    load_base(f, &m, &f->rc);
-    llama_init_lora(&m);
+    struct run_config back;
+    char out[] = "/tmp/tune-expert-layers-XXXXXX", text[8192];
+    struct fixture *f = layer_one_saved("tests/fixtures/tiny-gptoss", "tests/fixtures/tiny-gptoss/adapter_experts",
+                                        "tests/fixtures/tiny-gptoss/golden_experts.safetensors",
+                                        run_parse_expert_layers, &m, out, &back);
     for (int i = 0; i < LAYOUT_MAX_LINEARS && m.lin[i].module; i++) {
         bool expert = m.lin[i].component == COMPONENT_EXPERTS, attention = !strncmp(m.lin[i].module, "self_attn", 9);
         assert_true(m.layers[0].lora[i].on == attention);
         assert_true(m.layers[1].lora[i].on == (attention || expert));
     }
-    char out[] = "/tmp/tune-expert-layers-XXXXXX";
-    assert_non_null(mkdtemp(out));
-    struct run_config back = adapter_reloads(f, &m, out);
     assert_int_equal(back.targets, f->rc.targets);
     assert_true(back.expert_layers_chosen && back.expert_layer_selected[1] && !back.expert_layer_selected[0]);
-    char path[512];
-    snprintf(path, sizeof path, "%s/adapter_config.json", out);
-    FILE *cfg = fopen(path, "r");
-    assert_non_null(cfg);
-    char text[8192] = "";
-    size_t n = fread(text, 1, sizeof text - 1, cfg);
-    fclose(cfg);
-    text[n] = 0;
+    read_adapter_config(out, text, sizeof text);
     assert_non_null(strstr(text, "\"1.mlp.experts.gate_up_proj\""));
     assert_non_null(strstr(text, "\"1.mlp.experts.down_proj\""));
     assert_null(strstr(text, "\"0.mlp.experts"));
     llama_free(&m);
-    snprintf(path, sizeof path, "rm -rf %s", out);
-    assert_int_equal(system(path), 0);
+    remove_tree(out);
     st_file_close(&f->golden);
     free(f);
 }
@@ -809,16 +832,13 @@ static void test_expert_layers(void **state)
 static void edit_adapter_config(const char *dir, const char *from, const char *to)
 {
     char path[512], text[8192], edited[8192];
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    size_t n = fread(text, 1, sizeof text - 1, fp);
-    fclose(fp);
-    text[n] = 0;
+    read_adapter_config(dir, text, sizeof text);
     char *at = strstr(text, from);
     assert_non_null(at);
     snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-    assert_non_null(fp = fopen(path, "w"));
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
     fputs(edited, fp);
     fclose(fp);
 }
@@ -829,18 +849,13 @@ static void edit_adapter_config(const char *dir, const char *from, const char *t
 static void test_target_layers_round_trip(void **state)
 {
     (void)state;
-    const char *dir = "tests/fixtures/tiny-llama";
-    struct fixture *f = fixture_open(dir, "tests/fixtures/tiny-llama/adapter",
-                                     "tests/fixtures/tiny-llama/golden.safetensors");
-    tune_err err = {{0}};
-    assert_int_equal(run_parse_layers(&f->rc, &f->spec, "1", &err), 0);
-    f->rc.seq = 32;
     struct llama m;
-    load_base(f, &m, &f->rc);
-    llama_init_lora(&m);
+    struct run_config back;
     char out[] = "/tmp/tune-target-layers-XXXXXX";
-    assert_non_null(mkdtemp(out));
-    struct run_config back = adapter_reloads(f, &m, out);
+    struct fixture *f = layer_one_saved("tests/fixtures/tiny-llama", "tests/fixtures/tiny-llama/adapter",
+                                        "tests/fixtures/tiny-llama/golden.safetensors", run_parse_layers, &m, out,
+                                        &back);
+    tune_err err = {{0}};
     assert_false(back.all_layers);
     assert_true(back.layer_selected[1] && !back.layer_selected[0]);
     llama_free(&m);
@@ -856,9 +871,7 @@ static void test_target_layers_round_trip(void **state)
     edit_adapter_config(out, "\"rank_pattern\":\t{", "\"rank_pattern\":\t{\"q_proj\": 8");
     assert_int_equal(peft_read_config(out, &f->spec, &back, &err), -1);
     assert_non_null(strstr(err.msg, "rank_pattern: per-module ranks"));
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
-    assert_int_equal(system(cmd), 0);
+    remove_tree(out);
     st_file_close(&f->golden);
     free(f);
 }
