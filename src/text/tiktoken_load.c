@@ -130,6 +130,21 @@ static int read_file(const char *path, struct tok_buf *out, tune_err *err)
     return rc;
 }
 
+/* The rank in [p, end), digits only (the file is not NUL-terminated, so no
+ * strtol): true with *rank when it is below TOK_MAX_ID. */
+static bool parse_rank(const char *p, const char *end, long *rank)
+{
+    long v = 0;
+    if (p == end)
+        return false;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9' || (v = v * 10 + (*p - '0')) >= TOK_MAX_ID)
+            return false;
+    }
+    *rank = v;
+    return true;
+}
+
 /* Parses the rank lines into the vocab, keeping each token's raw bytes in raw (token i
  * of the file at raw.p + off[i]) for the merges. */
 static int load_ranks(struct tokenizer *tok, const struct tok_buf *file, struct tok_buf *raw,
@@ -144,11 +159,10 @@ static int load_ranks(struct tokenizer *tok, const struct tok_buf *file, struct 
         if (len == 0)
             continue;
         const char *sp = memchr(s, ' ', len);
-        char *stop = NULL;
-        long rank = sp ? strtol(sp + 1, &stop, 10) : -1;
+        long rank = -1;
         size_t start = raw->n, off[2] = {raw->n, 0};
-        if (!sp || stop != s + len || rank < 0 || rank >= TOK_MAX_ID ||
-            !base64_decode(s, (size_t)(sp - s), raw) || raw->n == start) {
+        if (!sp || !parse_rank(sp + 1, s + len, &rank) || !base64_decode(s, (size_t)(sp - s), raw) ||
+            raw->n == start) {
             rc = err_set(err, "line %d: expected \"<base64 token> <rank>\"", line + 1);
             break;
         }
