@@ -32,10 +32,8 @@ static int factors_fit(const char *name, int rank, const int64_t *shape, const s
     bool experts = rank == 3;
     int64_t E = experts ? shape[0] : 1, in = shape[1], out = shape[experts ? 2 : 0];
     int64_t r = A->rank == 2 && E ? A->shape[0] / E : 0;
-    for (const struct st_tensor *f = A; f; f = f == A ? B : NULL)
-        if (f->dtype != DTYPE_F32 && f->dtype != DTYPE_BF16 && f->dtype != DTYPE_F16)
-            return err_set(err, "adapter factor '%s' is %s: LoRA factors are F32, BF16 or F16", f->name,
-                           dtype_name(f->dtype));
+    if (peft_factor_dtype_check(A, err) || peft_factor_dtype_check(B, err))
+        return -1;
     if ((rank != 2 && rank != 3) || A->rank != 2 || B->rank != 2 || A->shape[0] != E * r || A->shape[1] != in ||
         B->shape[0] != out || B->shape[1] != r * E)
         return experts ? err_set(err, "adapter factors for '%s' do not fit its [%lld, %lld, %lld] experts", name,

@@ -182,15 +182,20 @@ int peft_open_weights(const char *dir, struct st_file *f, char *path, size_t pat
     return st_file_open(f, path, err);
 }
 
+int peft_factor_dtype_check(const struct st_tensor *t, tune_err *err)
+{
+    if (t->dtype != DTYPE_F32 && t->dtype != DTYPE_BF16 && t->dtype != DTYPE_F16)
+        return err_set(err, "tensor '%s' is %s: LoRA factors are F32, BF16 or F16", t->name, dtype_name(t->dtype));
+    return 0;
+}
+
 const float *peft_factor_f32(const struct st_tensor *t, float **owned, tune_err *err)
 {
     *owned = NULL;
+    if (peft_factor_dtype_check(t, err))
+        return NULL;
     if (t->dtype == DTYPE_F32)
         return t->data;
-    if (t->dtype != DTYPE_BF16 && t->dtype != DTYPE_F16) {
-        err_set(err, "tensor '%s' is %s: LoRA factors are F32, BF16 or F16", t->name, dtype_name(t->dtype));
-        return NULL;
-    }
     int64_t n = 1;
     for (int d = 0; d < t->rank; d++)
         n *= t->shape[d];

@@ -33,6 +33,9 @@ const char *peft_module(const struct llama *m, int64_t l, int i);
  * folder holds only PEFT's older adapter_model.bin, says that tune reads
  * safetensors only, rather than that the file is missing. */
 int peft_open_weights(const char *dir, struct st_file *f, char *path, size_t path_len, tune_err *err);
+/* Whether t's dtype is one a LoRA factor may have (F32, BF16, F16); -1 with
+ * err naming the tensor otherwise. */
+int peft_factor_dtype_check(const struct st_tensor *t, tune_err *err);
 /* A factor's values in fp32: t's own data when it is F32 (*owned NULL),
  * else converted from BF16 or F16 into *owned (malloc'd, the caller frees
  * it). NULL with err set for another dtype or when out of memory. */
