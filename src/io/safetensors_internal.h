@@ -1,5 +1,6 @@
-/* Helpers shared by the safetensors reader (safetensors.c) and the model /
- * index layer (safetensors_model.c); not part of the public API. */
+/* Helpers shared by the safetensors reader (safetensors.c), the model /
+ * index layer (safetensors_model.c) and the writer (safetensors_write.c);
+ * not part of the public API. */
 #ifndef TUNE_IO_SAFETENSORS_INTERNAL_H
 #define TUNE_IO_SAFETENSORS_INTERNAL_H
 
@@ -8,6 +9,8 @@
 
 #include "base/error.h"
 
+/* "dir/name", malloc'd; NULL when out of memory. */
+char *st_path_join(const char *dir, const char *name);
 /* "[2, 3]" */
 void st_shape_format(char *out, size_t n, int rank, const int64_t *shape);
 /* "origin: tensor 'name': problem"; returns -1. */

@@ -15,7 +15,7 @@
 #include "io/json.h"
 #include "io/safetensors_internal.h"
 
-static char *path_join(const char *dir, const char *name)
+char *st_path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
@@ -109,7 +109,7 @@ static int model_open_index(struct st_model *m, const char *index, tune_err *err
         goto out;
     }
     for (int i = 0; i < n_shards; i++) {
-        char *p = path_join(dir, shards[i]);
+        char *p = st_path_join(dir, shards[i]);
         if (!p) {
             rc = err_set(err, "%s: out of memory", index);
             goto out;
@@ -171,7 +171,7 @@ static bool pickle_weights(const char *dir)
 {
     static const char *const names[] = {"pytorch_model.bin", "pytorch_model.bin.index.json"};
     for (int i = 0; i < 2; i++) {
-        char *p = path_join(dir, names[i]);
+        char *p = st_path_join(dir, names[i]);
         bool there = p && access(p, F_OK) == 0;
         free(p);
         if (there)
@@ -191,8 +191,8 @@ int st_model_open(struct st_model *m, const char *path, tune_err *err)
     size_t len = strlen(path);
     int rc = 0;
     if (S_ISDIR(sb.st_mode)) {
-        index = path_join(path, ST_INDEX_NAME);
-        single = path_join(path, ST_SINGLE_NAME);
+        index = st_path_join(path, ST_INDEX_NAME);
+        single = st_path_join(path, ST_SINGLE_NAME);
         if (!index || !single)
             rc = err_set(err, "%s: out of memory", path);
         else if (access(index, F_OK) == 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "io/atomic_file.h"
+#include "io/safetensors_internal.h"
 
 /* Position of each dtype in the reference's Dtype enum, which is ordered by
  * alignment; its writer sorts tensors by it (descending), then by name. */
@@ -329,18 +330,17 @@ static int remove_stale_shards(const char *dir, int n_shards, tune_err *err)
     for (struct dirent *e; !rc && (e = readdir(d));) {
         int index, of;
         char tail[2];
-        bool shard = sscanf(e->d_name, "model-%5d-of-%5d.safetensor%1s", &index, &of, tail) == 3 && !strcmp(tail, "s");
+        bool shard =
+            sscanf(e->d_name, "model-%5d-of-%5d.safetensor%1s", &index, &of, tail) == 3 && !strcmp(tail, "s");
         bool stale = shard ? n_shards <= 1 || of != n_shards
                            : n_shards > 1 ? !strcmp(e->d_name, ST_SINGLE_NAME) : !strcmp(e->d_name, ST_INDEX_NAME);
         if (!stale)
             continue;
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        char *path = malloc(len);
+        char *path = st_path_join(dir, e->d_name);
         if (!path) {
             rc = err_set(err, "%s: out of memory", dir);
             break;
         }
-        snprintf(path, len, "%s/%s", dir, e->d_name);
         if (unlink(path) != 0)
             rc = err_set(err, "%s: cannot remove the earlier write's file: %s", path, strerror(errno));
         free(path);
